@@ -1,0 +1,1 @@
+"""Analysis modules loaded as plugins by name from the configuration."""

@@ -1,0 +1,336 @@
+"""Consolidated order book (COB): touch, depth and shape of level-2 books, and
+an online model of what the book imbalance says about the next few seconds.
+
+Computed per book update, per symbol (best level first on each side):
+
+- ``spread`` = ask - bid, ``spread_bps`` = spread / mid x 1e4, ``mid``.
+- ``microprice``: Stoikov's weighted mid at the touch,
+  (bid x ask_size + ask x bid_size) / (bid_size + ask_size)
+  (S. Stoikov, "The micro-price", Quantitative Finance 18(12), 2018).
+- ``weighted_mid``: the same cross-weighting over ``weighted_levels`` levels:
+  (VWAP_bid x Q_ask + VWAP_ask x Q_bid) / (Q_bid + Q_ask), with Q the summed
+  sizes; it equals ``microprice`` at one level.
+- ``imbalance_1`` / ``_5`` / ``_10``: (Q_bid - Q_ask) / (Q_bid + Q_ask) over
+  the first 1, 5, 10 levels (all present levels if the book is shallower).
+- ``depth_bid`` / ``depth_ask``: size resting within ``depth_bps`` of mid.
+- ``slope_bid`` / ``slope_ask``: least-squares slope of cumulative size
+  against distance from mid, in size per basis point (how fast liquidity
+  builds up away from the touch).
+- ``imbalance_beta`` / ``imbalance_r2``: the model below.
+
+Prediction: an exponentially weighted regression through the origin of the
+realised mid return over ``horizon_ms`` on the imbalance over
+``signal_levels`` levels. The pair (imbalance at t, mid(t + h) / mid(t) - 1)
+enters the fit only at the first update at or after t + h, with mid(t + h)
+the mid in force at t + h, so nothing is looked ahead. Then
+mu = beta x imbalance, sigma = EW residual standard deviation,
+horizon = horizon_ms / 1000, alpha = tanh(mu / sigma x alpha_gain),
+confidence = |EW correlation| (sqrt of the uncentred R^2) times a warm-up
+ramp over the number of resolved pairs. No prediction before ``min_samples``.
+
+Inputs: book updates. Empty sides are skipped; crossed books are reported as
+they are. Complexity: O(book depth) per update, O(1) amortised for the fit.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import mul, neg
+
+from pydantic import Field
+
+from orchestrator import (
+    AnalysisModule,
+    BookUpdate,
+    EventKind,
+    ModuleContext,
+    ModuleOutput,
+    ModuleParams,
+    ModuleState,
+    Prediction,
+)
+
+# A level exactly at the depth boundary counts as inside it, whatever the
+# rounding of mid x bps x 1e-4.
+_BOUNDARY_TOLERANCE = 1.0 + 1e-9
+# Parameters that change the meaning of the exported fit.
+_STATE_PARAMS = ("signal_levels", "horizon_ms", "halflife")
+
+
+class CobParams(ModuleParams):
+    weighted_levels: int = Field(5, ge=1, le=1000, description="levels per side in the size-weighted mid")
+    depth_bps: float = Field(10.0, gt=0.0, le=10_000.0, description="distance from mid (bps) counted in depth_bid/ask")
+    signal_levels: int = Field(5, ge=1, le=1000, description="levels of the imbalance the prediction regresses on")
+    horizon_ms: int = Field(1000, gt=0, description="prediction horizon in milliseconds")
+    halflife: float = Field(2000.0, gt=0.0, description="half-life of the EW regression, in resolved pairs")
+    min_samples: int = Field(200, ge=1, description="resolved pairs before the first prediction")
+    alpha_gain: float = Field(2.0, gt=0.0, description="k in alpha = tanh(mu / sigma x k)")
+
+
+class _Ladder:
+    """One side's prices and what depends on them alone, cached: most updates
+    move sizes, not prices."""
+
+    __slots__ = ("centred", "prices", "spread_of_prices", "weighted_prices")
+
+    def __init__(self) -> None:
+        self.prices: tuple[float, ...] = ()
+        self.weighted_prices: tuple[float, ...] = ()  # the first ``weighted_levels`` prices
+        self.centred: list[float] = []  # prices minus their mean, for the slope
+        self.spread_of_prices = 0.0  # sum of squared deviations from the mean price
+
+    def refresh(self, prices: tuple[float, ...], weighted_levels: int) -> None:
+        mean = sum(prices) / len(prices)
+        self.prices = prices
+        self.weighted_prices = prices[:weighted_levels]
+        self.centred = [p - mean for p in prices]
+        self.spread_of_prices = sum(map(mul, self.centred, self.centred))
+
+
+@dataclass(slots=True)
+class _SymbolState:
+    last_mid: float = math.nan
+    pending: deque[tuple[int, float, float]] = field(default_factory=deque)  # (ts, mid, imbalance)
+    weight: float = 0.0
+    sum_xx: float = 0.0
+    sum_xy: float = 0.0
+    sum_yy: float = 0.0
+    samples: int = 0
+    bids: _Ladder = field(default_factory=_Ladder)
+    asks: _Ladder = field(default_factory=_Ladder)
+    # What the current best prices imply, recomputed only when a ladder moves.
+    mid: float = math.nan
+    spread: float = 0.0
+    spread_bps: float = 0.0
+    within_bid: int = 0
+    within_ask: int = 0
+    # The fit's summary, recomputed only when a pair is resolved.
+    beta: float = 0.0
+    r2: float = 0.0
+    sigma: float = 0.0
+    confidence: float = 0.0
+
+
+def _imbalance(bid_cum: list[float], ask_cum: list[float], levels: int) -> float:
+    bid = bid_cum[min(levels, len(bid_cum)) - 1]
+    ask = ask_cum[min(levels, len(ask_cum)) - 1]
+    total = bid + ask
+    return (bid - ask) / total if total > 0.0 else 0.0
+
+
+class CobModule(AnalysisModule[CobParams]):
+    """Spread, micro-price, imbalance, depth and slope of L2 books; imbalance-driven short-horizon view."""
+
+    name = "cob"
+    version = "1.0.0"
+    consumes = frozenset({EventKind.BOOK})
+    Params = CobParams
+    latency_budget_us = 100.0
+
+    def __init__(self, params: CobParams) -> None:
+        super().__init__(params)
+        self._decay = math.exp(-math.log(2.0) / params.halflife)
+        # Hot-path copies of the parameters: plain attributes, read on every update.
+        self._weighted_levels = params.weighted_levels
+        self._signal_levels = params.signal_levels
+        self._horizon_ms = params.horizon_ms
+        self._horizon_s = params.horizon_ms / 1000.0
+        self._min_samples = params.min_samples
+        self._alpha_gain = params.alpha_gain
+        self._bps_reach = params.depth_bps * 1e-4 * _BOUNDARY_TOLERANCE
+        self._state: dict[str, _SymbolState] = {}
+
+    def on_book(self, book: BookUpdate, ctx: ModuleContext) -> ModuleOutput | None:
+        bid_prices, ask_prices = book.bid_prices, book.ask_prices
+        if not bid_prices or not ask_prices:
+            return None
+        state = self._state.get(book.symbol)
+        if state is None:
+            state = self._state[book.symbol] = _SymbolState()
+        bids, asks = state.bids, state.asks
+        moved = False
+        if bid_prices is not bids.prices and bid_prices != bids.prices:
+            bids.refresh(bid_prices, self._weighted_levels)
+            moved = True
+        if ask_prices is not asks.prices and ask_prices != asks.prices:
+            asks.refresh(ask_prices, self._weighted_levels)
+            moved = True
+        if moved:
+            self._reprice(state, bid_prices, ask_prices)
+        mid = state.mid
+        if not mid > 0.0:
+            return None
+        bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
+        bid_cum = list(accumulate(bid_sizes))
+        ask_cum = list(accumulate(ask_sizes))
+        bid_count, ask_count = len(bid_cum), len(ask_cum)
+
+        bid_top, ask_top = bid_sizes[0], ask_sizes[0]
+        touch = bid_top + ask_top
+        if touch > 0.0:
+            microprice = (bid_prices[0] * ask_top + ask_prices[0] * bid_top) / touch
+            imbalance_1 = (bid_top - ask_top) / touch
+        else:
+            microprice, imbalance_1 = mid, 0.0
+        levels = self._weighted_levels
+        bid_depth = bid_cum[levels - 1] if levels <= bid_count else bid_cum[-1]
+        ask_depth = ask_cum[levels - 1] if levels <= ask_count else ask_cum[-1]
+        if bid_depth > 0.0 and ask_depth > 0.0:
+            # map() stops at the shorter input: the cached price prefix bounds the levels.
+            bid_vwap = sum(map(mul, bids.weighted_prices, bid_sizes)) / bid_depth
+            ask_vwap = sum(map(mul, asks.weighted_prices, ask_sizes)) / ask_depth
+            weighted_mid = (bid_vwap * ask_depth + ask_vwap * bid_depth) / (bid_depth + ask_depth)
+        else:
+            weighted_mid = microprice
+        per_bp = mid * 1e-4
+        # Distance from mid is mid - price on the bid side: its slope's sign flips.
+        slope_bid = (
+            -sum(map(mul, bids.centred, bid_cum)) / bids.spread_of_prices * per_bp
+            if bids.spread_of_prices > 0.0
+            else 0.0
+        )
+        slope_ask = (
+            sum(map(mul, asks.centred, ask_cum)) / asks.spread_of_prices * per_bp
+            if asks.spread_of_prices > 0.0
+            else 0.0
+        )
+        # Inlined _imbalance: this runs on every update.
+        bid_depth = bid_cum[4] if bid_count > 4 else bid_cum[-1]
+        ask_depth = ask_cum[4] if ask_count > 4 else ask_cum[-1]
+        total = bid_depth + ask_depth
+        imbalance_5 = (bid_depth - ask_depth) / total if total > 0.0 else 0.0
+        bid_depth = bid_cum[9] if bid_count > 9 else bid_cum[-1]
+        ask_depth = ask_cum[9] if ask_count > 9 else ask_cum[-1]
+        total = bid_depth + ask_depth
+        imbalance_10 = (bid_depth - ask_depth) / total if total > 0.0 else 0.0
+        signal_levels = self._signal_levels
+        signal = (
+            imbalance_5
+            if signal_levels == 5
+            else imbalance_1
+            if signal_levels == 1
+            else _imbalance(bid_cum, ask_cum, signal_levels)
+        )
+
+        now = book.ts
+        pending = state.pending
+        if pending and pending[0][0] + self._horizon_ms <= now:
+            self._resolve(state, pending, now, mid)
+        pending.append((now, mid, signal))
+        state.last_mid = mid
+        within_bid, within_ask = state.within_bid, state.within_ask
+        features = {
+            "mid": mid,
+            "spread": state.spread,
+            "spread_bps": state.spread_bps,
+            "microprice": microprice,
+            "weighted_mid": weighted_mid,
+            "imbalance_1": imbalance_1,
+            "imbalance_5": imbalance_5,
+            "imbalance_10": imbalance_10,
+            "depth_bid": bid_cum[within_bid - 1] if within_bid else 0.0,
+            "depth_ask": ask_cum[within_ask - 1] if within_ask else 0.0,
+            "slope_bid": slope_bid,
+            "slope_ask": slope_ask,
+            "imbalance_beta": state.beta,
+            "imbalance_r2": state.r2,
+        }
+        if state.samples < self._min_samples or state.sigma <= 0.0:
+            return ModuleOutput(prediction=None, features=features)
+        mu = state.beta * signal
+        sigma = state.sigma
+        alpha = math.tanh(mu / sigma * self._alpha_gain)
+        # Positional: this runs on every update, and keyword passing costs a little each time.
+        return ModuleOutput(Prediction(mu, sigma, self._horizon_s, state.confidence, alpha), features)
+
+    def _reprice(self, state: _SymbolState, bid_prices: tuple[float, ...], ask_prices: tuple[float, ...]) -> None:
+        """What the best prices alone determine: mid, spread, levels within reach of mid."""
+        best_bid, best_ask = bid_prices[0], ask_prices[0]
+        mid = 0.5 * (best_bid + best_ask)
+        state.mid = mid
+        if not mid > 0.0:
+            return
+        state.spread = best_ask - best_bid
+        state.spread_bps = state.spread / mid * 1e4
+        reach = mid * self._bps_reach
+        # Bids are sorted descending: search them through their negation.
+        state.within_bid = bisect_right(bid_prices, reach - mid, key=neg)
+        state.within_ask = bisect_right(ask_prices, mid + reach)
+
+    def _resolve(self, state: _SymbolState, pending: deque[tuple[int, float, float]], now: int, mid: float) -> None:
+        """Fit the pairs whose horizon has passed. A horizon that ended before
+        ``now`` ended under the previous mid; one ending exactly now, under this one.
+        Runs on almost every update: the sums live in locals until written back."""
+        horizon, decay, last_mid = self._horizon_ms, self._decay, state.last_mid
+        weight, sum_xx, sum_xy, sum_yy = state.weight, state.sum_xx, state.sum_xy, state.sum_yy
+        resolved = 0
+        while pending and pending[0][0] + horizon <= now:
+            start, start_mid, x = pending.popleft()
+            y = (last_mid if start + horizon < now else mid) / start_mid - 1.0
+            weight = decay * weight + 1.0
+            sum_xx = decay * sum_xx + x * x
+            sum_xy = decay * sum_xy + x * y
+            sum_yy = decay * sum_yy + y * y
+            resolved += 1
+        state.weight, state.sum_xx, state.sum_xy, state.sum_yy = weight, sum_xx, sum_xy, sum_yy
+        state.samples += resolved
+        self._refit(state)
+
+    def _refit(self, state: _SymbolState) -> None:
+        """beta, R^2, residual sigma and confidence of the current sums."""
+        sum_xx, sum_xy, sum_yy = state.sum_xx, state.sum_xy, state.sum_yy
+        if sum_xx <= 0.0 or sum_yy <= 0.0:
+            state.beta = state.r2 = state.sigma = state.confidence = 0.0
+            return
+        beta = sum_xy / sum_xx
+        r2 = min(1.0, sum_xy * sum_xy / (sum_xx * sum_yy))
+        # Cauchy-Schwarz keeps the residual sum >= 0; rounding may not.
+        residual = (sum_yy - beta * sum_xy) / state.weight
+        state.beta = beta
+        state.r2 = r2
+        state.sigma = math.sqrt(residual) if residual > 0.0 else math.sqrt(sum_yy / state.weight)
+        state.confidence = math.sqrt(r2) * min(1.0, state.samples / (2.0 * self._min_samples))
+
+    def export_state(self) -> ModuleState | None:
+        symbols = {
+            symbol: {
+                "last_mid": s.last_mid,
+                "pending": [list(item) for item in s.pending],
+                "fit": [s.weight, s.sum_xx, s.sum_xy, s.sum_yy],
+                "samples": s.samples,
+            }
+            for symbol, s in self._state.items()
+        }
+        return ModuleState(
+            self.name, self.version, self.state_version, {"params": self.params.model_dump(), "symbols": symbols}
+        )
+
+    def import_state(self, state: ModuleState) -> bool:
+        # A fit made for another horizon, signal depth or half-life would mislead ours: start cold.
+        if state.module != self.name or state.state_version != self.state_version:
+            return False
+        theirs = state.data.get("params", {})
+        if any(theirs.get(key) != getattr(self.params, key) for key in _STATE_PARAMS):
+            return False
+        restored: dict[str, _SymbolState] = {}
+        for symbol, data in state.data["symbols"].items():
+            weight, sum_xx, sum_xy, sum_yy = (float(v) for v in data["fit"])
+            restored[symbol] = _SymbolState(
+                last_mid=float(data["last_mid"]),
+                pending=deque((int(ts), float(mid), float(x)) for ts, mid, x in data["pending"]),
+                weight=weight,
+                sum_xx=sum_xx,
+                sum_xy=sum_xy,
+                sum_yy=sum_yy,
+                samples=int(data["samples"]),
+            )
+            self._refit(restored[symbol])
+        self._state = restored
+        return True
+
+
+MODULE = CobModule

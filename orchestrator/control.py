@@ -1,0 +1,130 @@
+"""The operations an operator may perform on a running daemon.
+
+One place for every command channel (the local control socket, MQTT): each
+channel parses and authenticates its own input, then calls these methods,
+so a command means the same thing whichever way it arrives. Only modules
+named in the local configuration can be touched; no path or code is ever
+accepted from outside.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from orchestrator.risk.state import TradingState
+
+if TYPE_CHECKING:
+    from orchestrator.daemon import Daemon
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    ok: bool
+    message: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ModuleOperations(Protocol):
+    """Changes to the running module set (provided by the hot-swap machinery)."""
+
+    async def enable(self, name: str) -> CommandResult: ...
+
+    async def disable(self, name: str) -> CommandResult: ...
+
+    async def reload(self, name: str | None) -> CommandResult: ...
+
+    async def set_param(self, name: str, key: str, value: Any) -> CommandResult: ...
+
+    async def reload_config(self) -> CommandResult: ...
+
+
+class DaemonControl:
+    """Commands against one daemon. Every method is safe to call twice."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.modules: ModuleOperations | None = None
+
+    def status(self) -> CommandResult:
+        return CommandResult(True, "status", status_payload(self.daemon))
+
+    def pause(self, reason: str = "operator") -> CommandResult:
+        engine = self.daemon.engine
+        if engine.risk.state is TradingState.HALTED:
+            return CommandResult(False, "halted: resume first, then pause")
+        engine.set_trading_state(TradingState.PAUSED, reason=reason)
+        return CommandResult(True, "paused: no new orders")
+
+    def resume(self, reason: str = "operator") -> CommandResult:
+        self.daemon.engine.set_trading_state(TradingState.ACTIVE, reason=reason)
+        return CommandResult(True, "active")
+
+    def halt(self, reason: str = "operator") -> CommandResult:
+        engine = self.daemon.engine
+        open_orders = engine.open_order_count
+        engine.set_trading_state(TradingState.HALTED, reason=reason)
+        return CommandResult(True, f"halted: cancel sent for {open_orders} open order(s)", {"canceled": open_orders})
+
+    async def module_enable(self, name: str) -> CommandResult:
+        if self.modules is None:
+            return _no_module_operations()
+        return await self.modules.enable(name)
+
+    async def module_disable(self, name: str) -> CommandResult:
+        if self.modules is None:
+            return _no_module_operations()
+        return await self.modules.disable(name)
+
+    async def module_reload(self, name: str | None = None) -> CommandResult:
+        if self.modules is None:
+            return _no_module_operations()
+        return await self.modules.reload(name)
+
+    async def set_param(self, name: str, key: str, value: Any) -> CommandResult:
+        if self.modules is None:
+            return _no_module_operations()
+        return await self.modules.set_param(name, key, value)
+
+    async def reload_config(self) -> CommandResult:
+        if self.modules is None:
+            return _no_module_operations()
+        return await self.modules.reload_config()
+
+
+def _no_module_operations() -> CommandResult:
+    return CommandResult(False, "module operations are not available in this daemon")
+
+
+def status_payload(daemon: Daemon) -> dict[str, Any]:
+    """The daemon's state as plain JSON-ready data."""
+    engine = daemon.engine
+    counters = engine.counters
+    portfolio = engine.portfolio.snapshot()
+    p50, p99 = engine.order_latency_us()
+    return {
+        "instance": daemon.config.instance,
+        "state": engine.risk.state.value,
+        "uptime_s": round(time.time() - daemon.started_at, 1),
+        "feed": daemon.feed.name,
+        "symbols": list(engine.symbols),
+        "equity": round(portfolio.equity, 2),
+        "cash": round(portfolio.cash, 2),
+        "realized_pnl": round(portfolio.realized_pnl, 2),
+        "unrealized_pnl": round(sum(p.unrealized_pnl for p in portfolio.positions), 2),
+        "fees": round(portfolio.fees, 2),
+        "positions": {p.symbol: p.quantity for p in portfolio.positions},
+        "open_orders": engine.open_order_count,
+        "counters": {
+            "events": counters.events,
+            "decisions": counters.decisions,
+            "orders": counters.intents,
+            "denied": counters.denied,
+            "fills": counters.fills,
+        },
+        "last_event_ts": counters.last_event_ts,
+        "last_decision_ts": counters.last_decision_ts,
+        "order_latency_us": {"p50": round(p50, 1), "p99": round(p99, 1)},
+    }

@@ -1,0 +1,1 @@
+"""The core cycle: pipelines of modules, fusion, decisions, order intents."""

@@ -1,0 +1,1 @@
+"""Execution: adapters (paper, ccxt), routing, order planning, the portfolio."""

@@ -1,0 +1,395 @@
+"""``CcxtExchange``: one account at one live venue, through ccxt's async API.
+
+``submit`` and ``cancel`` only queue; a sending task does the network work,
+one request at a time, so the event path never waits for the venue. Before
+an order leaves, it is checked against the venue's market (listed, amount
+and price rounded to precision, minimum amount and notional) and its intent
+is awaited durable in the journal (``intent_gate``). Then:
+
+- the order is sent with its client order id (``quirks.create_param``);
+- a refusal (InvalidOrder, InsufficientFunds, BadSymbol, AuthenticationError)
+  is final: the order is REJECTED with the venue's reason, never resent;
+- a rate limit backs off and resends the same request (same client id);
+- a timeout or other network error leaves the outcome unknown: the order is
+  looked up by client id (``submit_lookups`` times, with backoff) and only
+  when the venue does not know it is it resent, with the same client id.
+
+A polling task follows working orders: new executions are reported as fills
+before the status that ends an order, so the core never sees an order done
+whose fills it has not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from orchestrator.events import MarketEvent, event_price
+from orchestrator.execution.ccxt.account import CcxtAccount, wall_ms
+from orchestrator.execution.ccxt.client import create_client
+from orchestrator.execution.ccxt.config import CcxtVenueConfig
+from orchestrator.execution.ccxt.convert import order_update, trade_fill
+from orchestrator.execution.ccxt.errors import ErrorKind, classify, describe
+from orchestrator.execution.gate import IntentGate
+from orchestrator.orders import Fill, OrderIntent, OrderStatus, OrderType, OrderUpdate
+
+log = structlog.get_logger("orchestrator.ccxt")
+
+SYNTHETIC_FILL_AFTER_POLLS = 5  # a done order whose trades never show gets one fill for the rest
+
+
+class _Unknown:
+    """The venue did not answer whether it has an order."""
+
+
+UNKNOWN = _Unknown()
+
+
+@dataclass(slots=True)
+class _Working:
+    intent: OrderIntent
+    venue_order_id: str | None
+    status: OrderStatus = OrderStatus.PENDING  # as last reported
+    filled: float = 0.0  # reported to the core as fills
+    fill_ids: set[str] = field(default_factory=set)
+    reported_filled: float = 0.0  # filled quantity of the last reported update
+    polls_short: int = 0  # polls since the venue said done but fills were missing
+    misses: int = 0  # polls that did not find an unconfirmed order
+
+
+class CcxtExchange(CcxtAccount):
+    def __init__(
+        self,
+        name: str,
+        config: CcxtVenueConfig,
+        *,
+        credentials: dict[str, str] | None = None,
+        intent_gate: IntentGate | None = None,
+    ) -> None:
+        super().__init__(name, config, credentials=credentials)
+        self.intent_gate = intent_gate
+        self._requests: asyncio.Queue[tuple[str, OrderIntent | str]] = asyncio.Queue()
+        self._working: dict[str, _Working] = {}
+        self._marks: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unsent_cancels: set[str] = set()
+        self.sent = 0  # create-order requests sent (resends included)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.client = create_client(self.name, self.config, self.quirks, self.credentials)
+        try:
+            await self._read("load markets", self.client.load_markets)
+        except BaseException:
+            await self.client.close()
+            raise
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name=f"{self.name}-send"),
+            asyncio.create_task(self._poll_loop(), name=f"{self.name}-poll"),
+        ]
+        log.info(
+            "venue_ready",
+            venue=self.name,
+            exchange=self.config.exchange,
+            sandbox=self.config.sandbox,
+            markets=len(self.client.markets or {}),
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self.client is not None:
+            await self.client.close()
+
+    def on_market(self, event: MarketEvent) -> None:
+        # Only the price, to check a market order's notional against the venue's minimum.
+        self._marks[event.symbol] = event_price(event)
+
+    # ------------------------------------------------------------ event path
+
+    def submit(self, intent: OrderIntent) -> None:
+        if intent.client_order_id in self._intents:
+            return  # idempotent: already queued or working
+        self._intents[intent.client_order_id] = intent
+        self._requests.put_nowait(("create", intent))
+
+    def cancel(self, client_order_id: str) -> None:
+        if client_order_id in self._intents and client_order_id not in self._working:
+            self._unsent_cancels.add(client_order_id)  # not sent yet: it never will be
+        self._requests.put_nowait(("cancel", client_order_id))
+
+    # ------------------------------------------------------------ sending
+
+    async def _send_loop(self) -> None:
+        while True:
+            kind, item = await self._requests.get()
+            try:
+                if kind == "create":
+                    assert isinstance(item, OrderIntent)
+                    await self._create(item)
+                else:
+                    assert isinstance(item, str)
+                    await self._cancel(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad request must not stop the sender
+                log.error("venue_request_failed", venue=self.name, request=kind, error=describe(exc))
+
+    def _checked(self, intent: OrderIntent) -> tuple[float, float | None] | str:
+        """(amount, price) rounded to the venue's precision, or why the order cannot go."""
+        client = self.client
+        market = (client.markets or {}).get(intent.symbol)
+        if market is None:
+            return f"BadSymbol: {intent.symbol} is not a {self.config.exchange} market"
+        problem = self.quirks.check_client_id(intent.client_order_id)
+        if problem:
+            return f"InvalidOrder: {problem}"
+        try:
+            amount = float(client.amount_to_precision(intent.symbol, intent.quantity))
+            price = None
+            if intent.order_type is OrderType.LIMIT and intent.limit_price is not None:
+                price = float(client.price_to_precision(intent.symbol, intent.limit_price))
+        except Exception as exc:  # noqa: BLE001 - ccxt raises InvalidOrder (or worse) on amounts it cannot round
+            return f"InvalidOrder: cannot round to the venue's precision: {describe(exc)}"
+        limits = market.get("limits") or {}
+        min_amount = (limits.get("amount") or {}).get("min")
+        if not amount > 0.0 or (min_amount is not None and amount < float(min_amount)):
+            return f"InvalidOrder: amount {intent.quantity:g} rounds to {amount:g}, below the minimum {min_amount}"
+        min_cost = (limits.get("cost") or {}).get("min")
+        reference = price if price is not None else self._marks.get(intent.symbol)
+        if min_cost is not None and reference is not None and amount * reference < float(min_cost):
+            return f"InvalidOrder: notional {amount * reference:.2f} below the venue's minimum {min_cost}"
+        return amount, price
+
+    async def _create(self, intent: OrderIntent) -> None:
+        checked = self._checked(intent)
+        if isinstance(checked, str):
+            self._report_final(intent, OrderStatus.REJECTED, checked)
+            return
+        amount, price = checked
+        if self.intent_gate is not None:
+            try:
+                await self.intent_gate(intent)
+            except Exception as exc:  # noqa: BLE001 - not on disk means not sent
+                self._report_final(intent, OrderStatus.REJECTED, f"not sent: {describe(exc)}")
+                return
+        if intent.client_order_id in self._unsent_cancels:
+            # Canceled (e.g. by a halt) while it waited in the queue: it never leaves.
+            self._unsent_cancels.discard(intent.client_order_id)
+            self._report_final(intent, OrderStatus.CANCELED, "canceled before it was sent")
+            return
+        params: dict[str, Any] = {self.quirks.create_param: intent.client_order_id}
+        if intent.reduce_only and self.config.market_type != "spot":
+            params["reduceOnly"] = True
+        order_type = "limit" if price is not None else "market"
+        attempts = 0
+        rate_waits = 0
+        while True:
+            attempts += 1
+            try:
+                self.sent += 1
+                order = await self.client.create_order(
+                    intent.symbol, order_type, intent.side.value, amount, price, dict(params)
+                )
+            except Exception as exc:  # noqa: BLE001 - classified by the policy
+                kind = classify(exc)
+                if kind is ErrorKind.RATE_LIMITED and rate_waits < self.config.read_retries:
+                    # Refused unprocessed: wait, then the same request with the same client id.
+                    delay = self.backoff.delay(rate_waits, kind)
+                    log.warning(
+                        "venue_rate_limited",
+                        venue=self.name,
+                        client_order_id=intent.client_order_id,
+                        delay_s=round(delay, 3),
+                        error=describe(exc),
+                    )
+                    rate_waits += 1
+                    attempts -= 1
+                    await asyncio.sleep(delay)
+                    continue
+                if kind in (ErrorKind.REJECTED, ErrorKind.FATAL, ErrorKind.NOT_FOUND) and attempts == 1:
+                    self._report_final(intent, OrderStatus.REJECTED, describe(exc))
+                    if kind is ErrorKind.FATAL:
+                        log.error("venue_authentication_failed", venue=self.name, error=describe(exc))
+                    return
+                # Unknown outcome (or a refusal of a resend, e.g. "duplicate order"): ask the venue.
+                log.warning(
+                    "venue_create_unconfirmed",
+                    venue=self.name,
+                    client_order_id=intent.client_order_id,
+                    attempt=attempts,
+                    error=describe(exc),
+                )
+                found = await self._lookup_after_send(intent)
+                if isinstance(found, OrderUpdate):
+                    self._track(intent, found)
+                    return
+                if found is UNKNOWN:
+                    # Sent, maybe accepted, venue silent: never resend blind. The poller
+                    # keeps looking it up; recovery does after a restart.
+                    self._working[intent.client_order_id] = _Working(intent, None, OrderStatus.PENDING)
+                    return
+                if attempts >= self.config.max_submit_attempts or kind in (ErrorKind.REJECTED, ErrorKind.FATAL):
+                    self._report_final(
+                        intent, OrderStatus.REJECTED, f"not accepted after {attempts} attempt(s): {describe(exc)}"
+                    )
+                    return
+                continue
+            update = order_update(order, venue=self.name, intent=intent, now_ms=wall_ms())
+            self._track(intent, update, order.get("trades") or [])
+            return
+
+    async def _lookup_after_send(self, intent: OrderIntent) -> OrderUpdate | _Unknown | None:
+        """Look the order up by client id: the order, ``None`` once the venue
+        said ``submit_lookups`` times that it does not know it, or ``UNKNOWN``
+        when the venue would not answer (then nothing may be resent)."""
+        misses = failures = 0
+        while misses < self.config.submit_lookups:
+            try:
+                found = await self._find(intent.client_order_id, intent.symbol)
+            except Exception as exc:  # noqa: BLE001 - an unanswered lookup is no answer
+                log.warning(
+                    "venue_lookup_failed", venue=self.name, client_order_id=intent.client_order_id, error=describe(exc)
+                )
+                failures += 1
+                if failures > self.config.read_retries:
+                    return UNKNOWN
+                await asyncio.sleep(self.backoff.delay(failures, classify(exc)))
+                continue
+            if found is not None:
+                return found
+            misses += 1
+            await asyncio.sleep(self.backoff.delay(misses))
+        return None
+
+    async def _cancel(self, client_order_id: str) -> None:
+        working = self._working.get(client_order_id)
+        if working is None or working.status.is_terminal:
+            return
+        intent = working.intent
+        try:
+            if working.venue_order_id is not None:
+                await self.client.cancel_order(working.venue_order_id, intent.symbol)
+            else:
+                await self.client.cancel_order(None, intent.symbol, {self.quirks.lookup_param: client_order_id})
+        except Exception as exc:  # noqa: BLE001 - the poller learns the order's real state
+            log.warning("venue_cancel_failed", venue=self.name, client_order_id=client_order_id, error=describe(exc))
+        await self._refresh(working)
+
+    # ------------------------------------------------------------ following orders
+
+    def _track(self, intent: OrderIntent, update: OrderUpdate, trades: list[dict[str, Any]] | None = None) -> None:
+        self._unsent_cancels.discard(intent.client_order_id)  # in flight when canceled: the queued cancel acts
+        working = _Working(intent, update.venue_order_id)
+        self._working[intent.client_order_id] = working
+        self._apply(working, update, trades or [])
+
+    def resume(self, intent: OrderIntent, update: OrderUpdate, known_fills: set[str]) -> None:
+        self._intents[intent.client_order_id] = intent
+        filled = update.filled_quantity
+        working = _Working(intent, update.venue_order_id, update.status, filled, set(known_fills), filled)
+        self._working[intent.client_order_id] = working
+
+    def _apply(self, working: _Working, update: OrderUpdate, trades: list[dict[str, Any]]) -> None:
+        """Report new fills, then the order's status (a terminal one only once its fills are in)."""
+        intent = working.intent
+        for trade in trades:
+            if str(trade.get("id")) in working.fill_ids or trade.get("id") is None:
+                continue
+            fill = trade_fill(trade, venue=self.name, intent=intent)
+            if fill.quantity <= 0.0:
+                continue
+            working.fill_ids.add(fill.fill_id)
+            working.filled += fill.quantity
+            self.listener.on_fill(fill)
+        missing = update.filled_quantity - working.filled
+        if update.status.is_terminal and missing > 1e-12 * max(1.0, update.quantity):
+            working.polls_short += 1
+            if working.polls_short < SYNTHETIC_FILL_AFTER_POLLS:
+                return  # its trades are not visible yet: keep polling, report nothing final
+            self._synthetic_fill(working, update, missing)
+        if update.status is not working.status or update.filled_quantity != working.reported_filled:
+            working.status = update.status
+            working.reported_filled = update.filled_quantity
+            self.listener.on_order_update(update)
+        if update.status.is_terminal:
+            self._working.pop(intent.client_order_id, None)
+            self._intents.pop(intent.client_order_id, None)
+
+    def _synthetic_fill(self, working: _Working, update: OrderUpdate, quantity: float) -> None:
+        intent = working.intent
+        log.warning("venue_fills_missing", venue=self.name, client_order_id=intent.client_order_id, quantity=quantity)
+        fill = Fill(
+            fill_id=f"{update.venue_order_id or intent.client_order_id}-rest",
+            client_order_id=intent.client_order_id,
+            trace_id=intent.trace_id,
+            ts=update.ts,
+            venue=self.name,
+            symbol=intent.symbol,
+            side=intent.side,
+            quantity=quantity,
+            price=update.average_price or self._marks.get(intent.symbol, 0.0),
+            fee=0.0,
+            fee_currency="",
+        )
+        working.fill_ids.add(fill.fill_id)
+        working.filled += quantity
+        self.listener.on_fill(fill)
+
+    def _report_final(self, intent: OrderIntent, status: OrderStatus, reason: str) -> None:
+        self._intents.pop(intent.client_order_id, None)
+        log.warning("order_rejected", venue=self.name, client_order_id=intent.client_order_id, reason=reason)
+        self.listener.on_order_update(
+            OrderUpdate(
+                client_order_id=intent.client_order_id,
+                trace_id=intent.trace_id,
+                ts=wall_ms(),
+                venue=self.name,
+                symbol=intent.symbol,
+                side=intent.side,
+                quantity=intent.quantity,
+                status=status,
+                reason=reason,
+            )
+        )
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_interval_s)
+            for working in list(self._working.values()):
+                try:
+                    await self._refresh(working)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - try again next poll
+                    log.warning(
+                        "venue_poll_failed",
+                        venue=self.name,
+                        client_order_id=working.intent.client_order_id,
+                        error=describe(exc),
+                    )
+
+    async def _refresh(self, working: _Working) -> None:
+        intent = working.intent
+        update = await self.fetch_order(intent.client_order_id, intent.symbol, venue_order_id=working.venue_order_id)
+        if update is None:
+            working.misses += 1
+            if working.venue_order_id is None and working.misses >= self.config.submit_lookups:
+                # Sent once, never confirmed: alert and stop; it is not resent.
+                self._working.pop(intent.client_order_id, None)
+                self._report_final(intent, OrderStatus.LOST, f"unconfirmed after {working.misses} lookups")
+            return
+        working.venue_order_id = working.venue_order_id or update.venue_order_id
+        trades: list[dict[str, Any]] = []
+        if update.filled_quantity > working.filled + 1e-12:
+            trades = await self._order_trades(intent, working.venue_order_id)
+        self._apply(working, update, trades)

@@ -1,0 +1,62 @@
+"""Create the ccxt async client for one venue account.
+
+One client per account, with ccxt's rate limiter on. Credentials come from
+the environment only; a missing variable is a clear ``ConfigError`` when the
+daemon starts (not at ``check-config``). Sandbox mode switches the client to
+the venue's testnet URLs before any ``api_urls`` override is applied.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.errors import ConfigError
+from orchestrator.execution.ccxt.config import CcxtVenueConfig
+from orchestrator.execution.ccxt.quirks import VenueQuirks
+
+
+def read_credentials(venue: str, config: CcxtVenueConfig, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if env is None else env
+    key_var, secret_var, password_var = config.env_names(venue)
+    missing = [name for name in (key_var, secret_var, password_var) if name and not env.get(name)]
+    if missing:
+        raise ConfigError(
+            [
+                f"execution.venues.{venue}: set the environment variable(s) {', '.join(missing)} (API credentials "
+                f"for {config.exchange}{' testnet' if config.sandbox else ''}; never put them in the file)"
+            ]
+        )
+    credentials = {"apiKey": env[key_var], "secret": env[secret_var]}
+    if password_var:
+        credentials["password"] = env[password_var]
+    return credentials
+
+
+def create_client(venue: str, config: CcxtVenueConfig, quirks: VenueQuirks, credentials: Mapping[str, str]) -> Any:
+    """The ``ccxt.async_support`` client (untyped: ccxt ships no stubs)."""
+    import ccxt.async_support as ccxt_async
+
+    factory = getattr(ccxt_async, config.exchange, None)
+    if factory is None:
+        raise ConfigError([f"execution.venues.{venue}.exchange: ccxt has no exchange {config.exchange!r}"])
+    options: dict[str, Any] = {"defaultType": config.market_type}
+    options.update(quirks.options)
+    options.update(config.options)
+    client = factory(
+        {
+            **credentials,
+            "enableRateLimit": True,
+            "timeout": config.timeout_ms,
+            "options": options,
+        }
+    )
+    if config.sandbox:
+        client.set_sandbox_mode(True)
+    if config.api_urls:
+        api = client.urls.get("api")
+        if not isinstance(api, dict):
+            api = {}
+        client.urls["api"] = {**api, **config.api_urls}
+    return client

@@ -1,0 +1,249 @@
+"""The ccxt adapter with the real ccxt binance client over HTTP to the loopback double."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from orchestrator.execution.ccxt.adapter import CcxtExchange
+from orchestrator.execution.ccxt.config import CcxtVenueConfig
+from orchestrator.execution.ccxt.double import API_KEY, SECRET, BinanceDouble, Fault
+from orchestrator.execution.ccxt.errors import ErrorKind, VenueError
+from orchestrator.orders import Fill, OrderIntent, OrderStatus, OrderType, OrderUpdate, Side
+
+ORDER_PATH = "/api/v3/order"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.updates: list[OrderUpdate] = []
+        self.fills: list[Fill] = []
+        self.sequence: list[str] = []
+
+    def on_order_update(self, update: OrderUpdate) -> None:
+        self.updates.append(update)
+        self.sequence.append(update.status.value)
+
+    def on_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+        self.sequence.append("fill")
+
+    def final(self, client_order_id: str) -> OrderUpdate | None:
+        done = [u for u in self.updates if u.client_order_id == client_order_id and u.status.is_terminal]
+        return done[-1] if done else None
+
+
+async def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def intent(client_order_id: str = "ot1n0", quantity: float = 0.01, **kwargs: object) -> OrderIntent:
+    fields: dict[str, object] = {
+        "client_order_id": client_order_id,
+        "trace_id": "t-1",
+        "ts": int(time.time() * 1000),
+        "venue": "binance",
+        "symbol": "BTC/USDT",
+        "side": Side.BUY,
+        "quantity": quantity,
+    }
+    fields.update(kwargs)
+    return OrderIntent(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def venue(binance_double: BinanceDouble):
+    config = CcxtVenueConfig(
+        exchange="binance",
+        api_urls=binance_double.api_urls(),
+        timeout_ms=400,
+        poll_interval_s=0.05,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+    )
+    adapter = CcxtExchange("binance", config, credentials={"apiKey": API_KEY, "secret": SECRET})
+    recorder = Recorder()
+    adapter.bind(recorder)
+    await adapter.start()
+    yield adapter, recorder, binance_double
+    await adapter.stop()
+
+
+def posts(double: BinanceDouble) -> list[dict[str, str]]:
+    return [params for method, path, params in double.requests if method == "POST" and path == ORDER_PATH]
+
+
+async def test_order_carries_client_id_and_is_rounded_to_precision(venue) -> None:
+    adapter, recorder, double = venue
+    adapter.submit(intent(quantity=0.012345))
+    await wait_for(lambda: recorder.final("ot1n0"))
+    sent = posts(double)
+    assert len(sent) == 1
+    assert sent[0]["newClientOrderId"] == "ot1n0"
+    assert sent[0]["quantity"] == "0.0123"  # the venue's 0.0001 step, truncated
+    final = recorder.final("ot1n0")
+    assert final is not None
+    assert final.status is OrderStatus.FILLED
+    assert sum(f.quantity for f in recorder.fills) == pytest.approx(0.0123)
+    # the fills are reported before the status that ends the order
+    assert recorder.sequence[-2:] == ["fill", "filled"]
+
+
+async def test_timeout_after_accept_is_looked_up_not_resent(venue) -> None:
+    adapter, recorder, double = venue
+    double.inject(Fault("POST", ORDER_PATH, "timeout_after_accept", delay_s=1.0))
+    adapter.submit(intent())
+    await wait_for(lambda: recorder.final("ot1n0"))
+    assert len(double.orders_with("ot1n0")) == 1
+    assert len(posts(double)) == 1
+    lookups = [p for m, path, p in double.requests if m == "GET" and path == ORDER_PATH]
+    assert lookups
+    assert lookups[0]["origClientOrderId"] == "ot1n0"
+    assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
+    assert sum(f.quantity for f in recorder.fills) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("status", [429, 418])
+async def test_rate_limit_backs_off_and_resends_with_the_same_id(venue, status: int) -> None:
+    adapter, recorder, double = venue
+    double.inject(Fault("POST", ORDER_PATH, "http", status=status, body={"code": -1003, "msg": "Too many requests"}))
+    adapter.submit(intent())
+    await wait_for(lambda: recorder.final("ot1n0"))
+    sent = posts(double)
+    assert [p["newClientOrderId"] for p in sent] == ["ot1n0", "ot1n0"]
+    assert len(double.orders_with("ot1n0")) == 1
+    assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (400, {"code": -2010, "msg": "Account has insufficient balance for requested action."}, "InsufficientFunds"),
+        (400, {"code": -1121, "msg": "Invalid symbol."}, "BadSymbol"),
+        (400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"}, "InvalidOrder"),
+        (401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}, "AuthenticationError"),
+    ],
+)
+async def test_refusals_are_never_retried(venue, status: int, body: dict[str, object], expected: str) -> None:
+    adapter, recorder, double = venue
+    double.inject(Fault("POST", ORDER_PATH, "http", status=status, body=body))
+    adapter.submit(intent())
+    await wait_for(lambda: recorder.final("ot1n0"))
+    final = recorder.final("ot1n0")
+    assert final is not None
+    assert final.status is OrderStatus.REJECTED
+    assert final.reason is not None
+    assert final.reason.startswith(expected)
+    assert len(posts(double)) == 1
+    assert double.count("GET", ORDER_PATH) == 0  # a refusal is not even looked up
+    assert double.orders_with("ot1n0") == []
+
+
+@pytest.mark.parametrize("fault", [Fault("POST", ORDER_PATH, "http", status=503), Fault("POST", ORDER_PATH, "drop")])
+async def test_unprocessed_send_is_looked_up_then_resent_with_same_id(venue, fault: Fault) -> None:
+    adapter, recorder, double = venue
+    double.inject(fault)
+    adapter.submit(intent())
+    await wait_for(lambda: recorder.final("ot1n0"))
+    sent = posts(double)
+    assert [p["newClientOrderId"] for p in sent] == ["ot1n0", "ot1n0"]
+    assert double.count("GET", ORDER_PATH) >= adapter.config.submit_lookups  # asked before resending
+    assert len(double.orders_with("ot1n0")) == 1
+    assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+async def test_unanswered_lookups_never_resend(venue) -> None:
+    adapter, recorder, double = venue
+    double.inject(Fault("POST", ORDER_PATH, "timeout_after_accept", delay_s=1.0))
+    double.inject(Fault("GET", ORDER_PATH, "http", status=502, count=adapter.config.read_retries + 2))
+    adapter.submit(intent())
+    # The poller finds it once the venue answers lookups again.
+    await wait_for(lambda: recorder.final("ot1n0"))
+    assert len(posts(double)) == 1
+    assert len(double.orders_with("ot1n0")) == 1
+    assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+async def test_checks_before_sending(venue) -> None:
+    adapter, recorder, _double = venue
+    adapter.submit(intent("otiny", quantity=0.00001))  # rounds to 0 at a 0.0001 step
+    adapter.submit(intent("ocheap", quantity=0.0001, order_type=OrderType.LIMIT, limit_price=10.0))  # 1 USDT < 5
+    adapter.submit(intent("onosuch", symbol="DOGE/USDT"))
+    adapter.submit(intent("o" + "x" * 40))
+    for client_id in ("otiny", "ocheap", "onosuch", "o" + "x" * 40):
+        await wait_for(lambda cid=client_id: recorder.final(cid))
+        assert recorder.final(client_id).status is OrderStatus.REJECTED  # type: ignore[union-attr]
+    assert posts(_double) == []
+
+
+async def test_intent_gate_runs_before_the_request(venue) -> None:
+    adapter, recorder, double = venue
+    seen: list[int] = []
+
+    async def gate(order: OrderIntent) -> None:
+        seen.append(len(posts(double)))
+        if order.client_order_id == "obad":
+            raise OSError("disk full")
+
+    adapter.intent_gate = gate
+    adapter.submit(intent("ogood"))
+    adapter.submit(intent("obad"))
+    await wait_for(lambda: recorder.final("ogood") and recorder.final("obad"))
+    assert seen == [0, 1]
+    assert recorder.final("obad").status is OrderStatus.REJECTED  # type: ignore[union-attr]
+    assert [p["newClientOrderId"] for p in posts(double)] == ["ogood"]
+
+
+async def test_resting_limit_order_is_cancelled(venue) -> None:
+    adapter, recorder, double = venue
+    adapter.submit(intent("olimit", quantity=0.01, order_type=OrderType.LIMIT, limit_price=40_000.0))
+    await wait_for(lambda: any(u.status is OrderStatus.OPEN for u in recorder.updates))
+    assert [o.client_order_id for o in await adapter.open_orders("BTC/USDT")] == ["olimit"]
+    adapter.cancel("olimit")
+    await wait_for(lambda: recorder.final("olimit"))
+    assert recorder.final("olimit").status is OrderStatus.CANCELED  # type: ignore[union-attr]
+    assert double.orders_with("olimit")[0].status == "CANCELED"
+
+
+async def test_reads_retry_network_errors_but_not_refusals(venue) -> None:
+    adapter, _recorder, double = venue
+    double.inject(Fault("GET", "/api/v3/account", "http", status=500, count=2))
+    balances = await adapter.balances()
+    assert balances["USDT"] == pytest.approx(100_000.0)
+    assert double.count("GET", "/api/v3/account") == 3
+    double.inject(Fault("GET", "/api/v3/account", "http", status=401, body={"code": -1022, "msg": "bad signature"}))
+    with pytest.raises(VenueError) as raised:
+        await adapter.balances()
+    assert raised.value.kind is ErrorKind.FATAL
+    assert double.count("GET", "/api/v3/account") == 4
+    double.inject(Fault("GET", "/api/v3/account", "http", status=503, count=100))
+    with pytest.raises(VenueError) as raised:
+        await adapter.balances()
+    assert raised.value.kind is ErrorKind.TRANSIENT
+    assert double.count("GET", "/api/v3/account") == 4 + 1 + adapter.config.read_retries
+
+
+async def test_cancel_of_a_queued_order_means_it_is_never_sent(venue) -> None:
+    adapter, recorder, double = venue
+    release = asyncio.Event()
+
+    async def slow_disk(order: OrderIntent) -> None:
+        await release.wait()
+
+    adapter.intent_gate = slow_disk
+    adapter.submit(intent("oq1n0"))
+    await asyncio.sleep(0.05)
+    adapter.cancel("oq1n0")  # e.g. the kill switch halts while the journal is still writing
+    release.set()
+    await wait_for(lambda: recorder.final("oq1n0"))
+    final = recorder.final("oq1n0")
+    assert final is not None
+    assert final.status is OrderStatus.CANCELED
+    assert posts(double) == []

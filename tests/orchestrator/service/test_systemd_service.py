@@ -1,0 +1,196 @@
+"""The notify service in process: READY only once every service started and market data
+flows, reloads between RELOADING and READY, none announced before READY or run while stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from orchestrator.config.loader import load_config
+from orchestrator.control import CommandResult
+from orchestrator.daemon import Daemon
+from orchestrator.events import Bar, MarketEvent
+from orchestrator.feeds.base import MarketFeed
+from orchestrator.service.systemd import SystemdNotifyService
+
+CONFIG = """\
+instance: notify-test
+state_dir: {state}
+feed: {{kind: simulated, simulated: {{speed: 0, prices: {{BTC/USDT: 100.0}}}}}}
+symbols: [BTC/USDT]
+modules: {{ma_crossover: {{params: {{fast: 3, slow: 8}}}}}}
+"""
+STATUS = re.compile(
+    r"^(ACTIVE|REDUCING|PAUSED|HALTED) \| \d+\.\d events/s \| equity -?\d+\.\d\d"
+    r" \| modules (\d+ \w+(, )?)+ \| \d+ open orders$"
+)
+
+
+class ConfigReloads:
+    """Stands in for the hot-swap machinery's module operations."""
+
+    def __init__(self, outcome: CommandResult | Exception) -> None:
+        self.outcome = outcome
+        self.calls = 0
+
+    async def reload_config(self) -> CommandResult:
+        self.calls += 1
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+    async def enable(self, name: str) -> CommandResult:
+        raise NotImplementedError
+
+    async def disable(self, name: str) -> CommandResult:
+        raise NotImplementedError
+
+    async def reload(self, name: str | None) -> CommandResult:
+        raise NotImplementedError
+
+    async def set_param(self, name: str, key: str, value: Any) -> CommandResult:
+        raise NotImplementedError
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, notify_path, monkeypatch) -> Daemon:
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_path.address)
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(state=tmp_path / "state"))
+    return Daemon(load_config(path, env={}))
+
+
+def notify_service(daemon: Daemon) -> SystemdNotifyService:
+    service = daemon.services[0]
+    assert isinstance(service, SystemdNotifyService)
+    return service
+
+
+async def test_ready_follows_every_service_start_then_status_and_watchdog(daemon, notify_path):
+    seen: list[bool] = []
+
+    class SlowToConnect:
+        name = "slow"
+
+        async def start(self) -> None:
+            await asyncio.sleep(0.2)  # a broker or venue handshake
+            seen.append(notify_service(daemon)._ready_sent.is_set())
+
+        async def run(self) -> None:
+            await asyncio.Event().wait()
+
+        async def stop(self) -> None:
+            return None
+
+    daemon.services.append(SlowToConnect())
+    task = asyncio.create_task(daemon.run())
+    assert await asyncio.to_thread(notify_path.next, 30) == {"STATUS": "starting"}
+    ready = await asyncio.to_thread(notify_path.wait_for, lambda m: list(m) != ["STATUS"])
+    assert ready["READY"] == "1"
+    assert STATUS.match(ready["STATUS"]), ready["STATUS"]
+    assert seen == [False]
+    status = await asyncio.to_thread(notify_path.next, 30)
+    assert status is not None
+    assert list(status) == ["STATUS"]
+    assert STATUS.match(status["STATUS"]), status["STATUS"]
+    assert await asyncio.to_thread(notify_path.next, 30) == {"WATCHDOG": "1"}
+    daemon.request_stop("test")
+    assert await task == 0
+    rest = notify_path.drain()
+    assert rest[-1] == {"STOPPING": "1", "STATUS": "stopping: test", "EXTEND_TIMEOUT_USEC": "45000000"}
+    assert all(message == {"WATCHDOG": "1"} or "STATUS" in message for message in rest)
+
+
+class HeldFeed(MarketFeed):
+    """A live feed stand-in: connected only when the test says so."""
+
+    name = "held"
+
+    def __init__(self, symbol: str) -> None:
+        self.release = asyncio.Event()
+        self.symbol = symbol
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return (self.symbol,)
+
+    def events(self) -> Iterator[MarketEvent]:
+        raise NotImplementedError
+
+    async def stream(self) -> AsyncIterator[MarketEvent]:
+        await self.release.wait()
+        for minute in range(1, 1_000_000):
+            yield Bar(self.symbol, minute * 60_000, 100.0, 101.0, 99.0, 100.0, 1.0, 60_000)
+            await asyncio.sleep(0.001)
+
+
+async def test_ready_waits_for_the_first_market_event(daemon, notify_path):
+    feed = HeldFeed("BTC/USDT")
+    daemon.feed = feed
+    task = asyncio.create_task(daemon.run())
+    waiting = await asyncio.to_thread(notify_path.wait_for, lambda m: "waiting" in m.get("STATUS", ""))
+    assert waiting == {"STATUS": "starting: waiting for market data (held)"}
+    assert daemon.ready.is_set()  # every service is up; only the data is missing
+    assert notify_path.drain() == []
+    feed.release.set()
+    ready = await asyncio.to_thread(notify_path.next, 30)
+    assert ready is not None
+    assert ready["READY"] == "1"
+    assert daemon.engine.counters.events > 0
+    daemon.request_stop("test")
+    assert await task == 0
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status_prefix", "logged"),
+    [
+        (CommandResult(True, "2 modules changed"), "ACTIVE |", "config_reloaded"),
+        (CommandResult(False, "config.yaml: risk: too big"), "reload failed: config.yaml", "config_reload_failed"),
+        (RuntimeError("boom"), "reload failed: RuntimeError: boom", "config_reload_failed"),
+    ],
+)
+async def test_a_reload_is_wrapped_in_reloading_and_ready(daemon, notify_path, outcome, status_prefix, logged):
+    daemon.control.modules = ConfigReloads(outcome)
+    task = asyncio.create_task(daemon.run())
+    await asyncio.to_thread(notify_path.wait_for, lambda m: m.get("READY") == "1")
+    with capture_logs() as logs:
+        result = await daemon.reload_config()  # what SIGHUP runs
+    assert result.ok is (isinstance(outcome, CommandResult) and outcome.ok)
+    reloading = await asyncio.to_thread(notify_path.wait_for, lambda m: "RELOADING" in m or "READY" in m)
+    assert reloading["RELOADING"] == "1"
+    assert int(reloading["MONOTONIC_USEC"]) > 0
+    ready = await asyncio.to_thread(notify_path.wait_for, lambda m: "READY" in m)
+    assert ready["STATUS"].startswith(status_prefix)
+    assert logged in [entry["event"] for entry in logs]
+    daemon.request_stop("test")
+    assert await task == 0
+
+
+async def test_a_reload_before_ready_is_unannounced_and_one_while_stopping_is_refused(daemon, notify_path):
+    reloads = ConfigReloads(CommandResult(True, "ok"))
+    daemon.control.modules = reloads
+    feed = HeldFeed("BTC/USDT")
+    daemon.feed = feed
+    task = asyncio.create_task(daemon.run())
+    await asyncio.to_thread(notify_path.wait_for, lambda m: "waiting" in m.get("STATUS", ""))
+    assert (await daemon.reload_config()).ok  # applied, but READY=1 now would be a lie
+    assert reloads.calls == 1
+    assert notify_path.drain() == []
+    feed.release.set()
+    await asyncio.to_thread(notify_path.wait_for, lambda m: m.get("READY") == "1")
+    daemon.request_stop("test")
+    with capture_logs() as logs:
+        refused = await daemon.reload_config()
+        assert await task == 0
+    assert not refused.ok
+    assert reloads.calls == 1
+    assert {"event": "config_reload_skipped", "reason": "stopping", "log_level": "info"} in logs
+    assert not any("RELOADING" in message for message in notify_path.drain())
