@@ -91,6 +91,19 @@ def _default(field: FieldInfo) -> str:
     return f"`{text}`" if len(text) <= 40 else f"`{text[:37]}...`"
 
 
+def _first_sentence(doc: str | None) -> str:
+    """A model docstring's first sentence on one line (docstrings wrap
+    mid-sentence, so the first line alone can stop half-way)."""
+    text = " ".join((doc or "").split())
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def _cell(text: str) -> str:
+    """Docstring text as a table cell: RST ``code`` as Markdown `code`, no column breaks."""
+    return text.replace("``", "`").replace("|", "/")
+
+
 def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
     out: list[tuple[str, str, str, str]] = []
     for name, field in model.model_fields.items():
@@ -98,9 +111,7 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
         annotation = field.annotation
         nested = _models_in(annotation)
         values = _dict_value_model(annotation)
-        description = field.description or (nested[0].__doc__ or "").strip().split("\n")[0] if nested else ""
-        if field.description:
-            description = field.description
+        description = field.description or (_first_sentence(nested[0].__doc__) if nested else "")
         if nested and not values:
             out.append((key, "section", "", description))
             out.extend(rows(nested[0], key + "."))
@@ -115,7 +126,7 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
 def render() -> str:
     lines = [START, "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for key, kind, default, description in rows(OrchestratorConfig):
-        lines.append(f"| `{key}` | {kind} | {default} | {description.replace('|', '/')} |")
+        lines.append(f"| `{key}` | {kind} | {default} | {_cell(description)} |")
     lines += ["", END]
     return "\n".join(lines)
 
