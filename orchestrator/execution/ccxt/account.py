@@ -9,14 +9,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
+
 from orchestrator.execution.adapter import ExchangeAdapter
 from orchestrator.execution.ccxt.client import read_credentials
 from orchestrator.execution.ccxt.config import CcxtVenueConfig
 from orchestrator.execution.ccxt.convert import order_update, trade_fill
-from orchestrator.execution.ccxt.errors import ErrorKind, VenueError, classify
+from orchestrator.execution.ccxt.errors import ErrorKind, VenueAnswerError, VenueError, classify, describe
 from orchestrator.execution.ccxt.quirks import VenueQuirks, quirks_for
 from orchestrator.execution.ccxt.retry import Backoff, read_with_retry
 from orchestrator.orders import Fill, OrderIntent, OrderUpdate
+
+log = structlog.get_logger("orchestrator.ccxt")
 
 
 def wall_ms() -> int:
@@ -49,7 +53,7 @@ class CcxtAccount(ExchangeAdapter):
         if self.client.has.get("fetchClosedOrders"):
             candidates += await self.client.fetch_closed_orders(symbol)
         for order in candidates:
-            if order.get("clientOrderId") == client_order_id:
+            if _client_id(order) == client_order_id:
                 return order_update(order, venue=self.name, intent=intent, now_ms=wall_ms())
         return None
 
@@ -73,12 +77,16 @@ class CcxtAccount(ExchangeAdapter):
         return await read_with_retry(self.name, action, call, retries=self.config.read_retries, backoff=self.backoff)
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
-        orders = await self._read("fetch open orders", lambda: self.client.fetch_open_orders(symbol))
-        now = wall_ms()
-        return [
-            order_update(o, venue=self.name, intent=self._intents.get(o.get("clientOrderId") or ""), now_ms=now)
-            for o in orders
-        ]
+        async def fetch() -> list[OrderUpdate]:
+            # Converted inside the retried read: an unreadable answer is asked again, then fails whole.
+            orders = await self.client.fetch_open_orders(symbol)
+            now = wall_ms()
+            return [
+                order_update(o, venue=self.name, intent=self._intents.get(_client_id(o)), now_ms=now) for o in orders
+            ]
+
+        found: list[OrderUpdate] = await self._read("fetch open orders", fetch)
+        return found
 
     async def fetch_order(
         self, client_order_id: str, symbol: str, *, venue_order_id: str | None = None
@@ -86,22 +94,32 @@ class CcxtAccount(ExchangeAdapter):
         if venue_order_id is not None:
             intent = self._intents.get(client_order_id)
 
-            async def by_id() -> Any:
-                return await self.client.fetch_order(venue_order_id, symbol)
+            async def by_id() -> OrderUpdate:
+                order = await self.client.fetch_order(venue_order_id, symbol)
+                return order_update(order, venue=self.name, intent=intent, now_ms=wall_ms())
 
             try:
-                order = await self._read("fetch order", by_id)
+                update: OrderUpdate = await self._read("fetch order", by_id)
             except VenueError as exc:
                 if exc.kind is ErrorKind.NOT_FOUND:
                     return None
                 raise
-            return order_update(order, venue=self.name, intent=intent, now_ms=wall_ms())
+            return update
         found: OrderUpdate | None = await self._read("fetch order", lambda: self._find(client_order_id, symbol))
         return found
 
     async def order_fills(self, intent: OrderIntent, update: OrderUpdate) -> list[Fill]:
         trades = await self._order_trades(intent, update.venue_order_id)
-        return [trade_fill(t, venue=self.name, intent=intent) for t in trades]
+        fills = []
+        for trade in trades:
+            try:
+                fills.append(trade_fill(trade, venue=self.name, intent=intent))
+            except VenueAnswerError as exc:
+                # Its quantity is still in the order's filled quantity and in the balances adopted at start.
+                log.error(
+                    "venue_bad_trade", venue=self.name, client_order_id=intent.client_order_id, error=describe(exc)
+                )
+        return fills
 
     async def balances(self) -> dict[str, float]:
         balance = await self._read("fetch balance", self.client.fetch_balance)
@@ -131,3 +149,7 @@ class CcxtAccount(ExchangeAdapter):
         ticker = await self._read("fetch ticker", lambda: self.client.fetch_ticker(symbol))
         last = ticker.get("last") or ticker.get("close")
         return None if last is None else float(last)
+
+
+def _client_id(order: Any) -> str:
+    return str(order.get("clientOrderId") or "") if isinstance(order, dict) else ""

@@ -10,9 +10,15 @@ is awaited durable in the journal (``intent_gate``). Then:
 - a refusal (InvalidOrder, InsufficientFunds, BadSymbol, AuthenticationError)
   is final: the order is REJECTED with the venue's reason, never resent;
 - a rate limit backs off and resends the same request (same client id);
-- a timeout or other network error leaves the outcome unknown: the order is
-  looked up by client id (``submit_lookups`` times, with backoff) and only
-  when the venue does not know it is it resent, with the same client id.
+- a timeout, other network error or unreadable answer leaves the outcome
+  unknown: the order is looked up by client id (``submit_lookups`` times,
+  with backoff) and only when the venue does not know it is it resent, with
+  the same client id;
+- an answer with an order id but no readable status (venues that only
+  acknowledge) is followed by polling.
+
+A cancel is retried like a read; one that still fails is sent again by the
+poller while the order works, so a halt cannot leave an order resting.
 
 A polling task follows working orders: new executions are reported as fills
 before the status that ends an order, so the core never sees an order done
@@ -32,8 +38,8 @@ from orchestrator.events import MarketEvent, event_price
 from orchestrator.execution.ccxt.account import CcxtAccount, wall_ms
 from orchestrator.execution.ccxt.client import create_client
 from orchestrator.execution.ccxt.config import CcxtVenueConfig
-from orchestrator.execution.ccxt.convert import order_update, trade_fill
-from orchestrator.execution.ccxt.errors import ErrorKind, classify, describe
+from orchestrator.execution.ccxt.convert import order_update, trade_fill, venue_order_id
+from orchestrator.execution.ccxt.errors import ErrorKind, VenueAnswerError, VenueError, classify, describe
 from orchestrator.execution.gate import IntentGate
 from orchestrator.orders import Fill, OrderIntent, OrderStatus, OrderType, OrderUpdate
 
@@ -59,6 +65,7 @@ class _Working:
     reported_filled: float = 0.0  # filled quantity of the last reported update
     polls_short: int = 0  # polls since the venue said done but fills were missing
     misses: int = 0  # polls that did not find an unconfirmed order
+    cancel_failed: bool = False  # a cancel was asked for and not delivered: the poller sends it again
 
 
 class CcxtExchange(CcxtAccount):
@@ -200,6 +207,7 @@ class CcxtExchange(CcxtAccount):
                 order = await self.client.create_order(
                     intent.symbol, order_type, intent.side.value, amount, price, dict(params)
                 )
+                accepted_id = venue_order_id(order)  # no id: not an order, so the outcome is unknown
             except Exception as exc:  # noqa: BLE001 - classified by the policy
                 kind = classify(exc)
                 if kind is ErrorKind.RATE_LIMITED and rate_waits < self.config.read_retries:
@@ -244,8 +252,20 @@ class CcxtExchange(CcxtAccount):
                     )
                     return
                 continue
-            update = order_update(order, venue=self.name, intent=intent, now_ms=wall_ms())
-            self._track(intent, update, order.get("trades") or [])
+            try:
+                update = order_update(order, venue=self.name, intent=intent, now_ms=wall_ms())
+            except VenueAnswerError as exc:
+                # Accepted (it has an id), state unreadable (or only acknowledged): the poller asks again.
+                if order.get("status") is not None:
+                    log.error(
+                        "venue_bad_answer", venue=self.name, client_order_id=intent.client_order_id, error=describe(exc)
+                    )
+                self._unsent_cancels.discard(intent.client_order_id)
+                self._working[intent.client_order_id] = _Working(intent, accepted_id)
+                return
+            # Executions embedded in a create answer may come without ids; the poll fetches those properly.
+            trades = [t for t in order.get("trades") or [] if isinstance(t, dict) and t.get("id") is not None]
+            self._track(intent, update, trades)
             return
 
     async def _lookup_after_send(self, intent: OrderIntent) -> OrderUpdate | _Unknown | None:
@@ -275,15 +295,27 @@ class CcxtExchange(CcxtAccount):
         working = self._working.get(client_order_id)
         if working is None or working.status.is_terminal:
             return
-        intent = working.intent
-        try:
-            if working.venue_order_id is not None:
-                await self.client.cancel_order(working.venue_order_id, intent.symbol)
-            else:
-                await self.client.cancel_order(None, intent.symbol, {self.quirks.lookup_param: client_order_id})
-        except Exception as exc:  # noqa: BLE001 - the poller learns the order's real state
-            log.warning("venue_cancel_failed", venue=self.name, client_order_id=client_order_id, error=describe(exc))
+        await self._send_cancel(working)
         await self._refresh(working)
+
+    async def _send_cancel(self, working: _Working) -> None:
+        intent = working.intent
+        client_order_id = intent.client_order_id
+
+        async def cancel() -> Any:
+            if working.venue_order_id is not None:
+                return await self.client.cancel_order(working.venue_order_id, intent.symbol)
+            return await self.client.cancel_order(None, intent.symbol, {self.quirks.lookup_param: client_order_id})
+
+        try:
+            await self._read("cancel order", cancel)  # idempotent, so retried like a read
+        except VenueError as exc:
+            # NOT_FOUND: already done (the poll below says how); otherwise try again next poll.
+            working.cancel_failed = exc.kind is not ErrorKind.NOT_FOUND
+            if working.cancel_failed:
+                log.warning("venue_cancel_failed", venue=self.name, client_order_id=client_order_id, error=str(exc))
+            return
+        working.cancel_failed = False
 
     # ------------------------------------------------------------ following orders
 
@@ -303,10 +335,15 @@ class CcxtExchange(CcxtAccount):
         """Report new fills, then the order's status (a terminal one only once its fills are in)."""
         intent = working.intent
         for trade in trades:
-            if str(trade.get("id")) in working.fill_ids or trade.get("id") is None:
+            try:
+                fill = trade_fill(trade, venue=self.name, intent=intent)
+            except VenueAnswerError as exc:
+                # Skipped, not guessed: a done order's missing quantity gets one fill at its average price.
+                log.error(
+                    "venue_bad_trade", venue=self.name, client_order_id=intent.client_order_id, error=describe(exc)
+                )
                 continue
-            fill = trade_fill(trade, venue=self.name, intent=intent)
-            if fill.quantity <= 0.0:
+            if fill.fill_id in working.fill_ids:
                 continue
             working.fill_ids.add(fill.fill_id)
             working.filled += fill.quantity
@@ -314,9 +351,8 @@ class CcxtExchange(CcxtAccount):
         missing = update.filled_quantity - working.filled
         if update.status.is_terminal and missing > 1e-12 * max(1.0, update.quantity):
             working.polls_short += 1
-            if working.polls_short < SYNTHETIC_FILL_AFTER_POLLS:
+            if working.polls_short < SYNTHETIC_FILL_AFTER_POLLS or not self._synthetic_fill(working, update, missing):
                 return  # its trades are not visible yet: keep polling, report nothing final
-            self._synthetic_fill(working, update, missing)
         if update.status is not working.status or update.filled_quantity != working.reported_filled:
             working.status = update.status
             working.reported_filled = update.filled_quantity
@@ -325,9 +361,20 @@ class CcxtExchange(CcxtAccount):
             self._working.pop(intent.client_order_id, None)
             self._intents.pop(intent.client_order_id, None)
 
-    def _synthetic_fill(self, working: _Working, update: OrderUpdate, quantity: float) -> None:
+    def _synthetic_fill(self, working: _Working, update: OrderUpdate, quantity: float) -> bool:
+        """One fill for what the venue's trades never showed, at the order's
+        average price; ``False`` (keep polling) when no price is known."""
         intent = working.intent
-        log.warning("venue_fills_missing", venue=self.name, client_order_id=intent.client_order_id, quantity=quantity)
+        price = update.average_price or intent.limit_price or self._marks.get(intent.symbol)
+        log.warning(
+            "venue_fills_missing",
+            venue=self.name,
+            client_order_id=intent.client_order_id,
+            quantity=quantity,
+            price=price,
+        )
+        if not price:
+            return False
         fill = Fill(
             fill_id=f"{update.venue_order_id or intent.client_order_id}-rest",
             client_order_id=intent.client_order_id,
@@ -337,13 +384,14 @@ class CcxtExchange(CcxtAccount):
             symbol=intent.symbol,
             side=intent.side,
             quantity=quantity,
-            price=update.average_price or self._marks.get(intent.symbol, 0.0),
+            price=price,
             fee=0.0,
             fee_currency="",
         )
         working.fill_ids.add(fill.fill_id)
         working.filled += quantity
         self.listener.on_fill(fill)
+        return True
 
     def _report_final(self, intent: OrderIntent, status: OrderStatus, reason: str) -> None:
         self._intents.pop(intent.client_order_id, None)
@@ -368,6 +416,8 @@ class CcxtExchange(CcxtAccount):
             for working in list(self._working.values()):
                 try:
                     await self._refresh(working)
+                    if working.cancel_failed and working.intent.client_order_id in self._working:
+                        await self._send_cancel(working)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - try again next poll

@@ -6,7 +6,8 @@ depth, aggTrades, klines, ticker, order POST/GET/DELETE, openOrders,
 allOrders, myTrades and account. ``faults`` inject what venues do to
 clients: an order accepted but answered too late (timeout after accept), a
 stall until the test releases it (to kill -9 the daemon mid-request), 429 /
-418 rate limits, 5xx, Binance error codes, a dropped connection.
+418 rate limits, 5xx, Binance error codes, a dropped connection, and a raw
+reply that is not the JSON asked for (before or after the venue acted).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ class Fault:
 
     method: str
     path: str
-    action: str  # timeout_after_accept | stall_after_accept | http | drop
+    action: str  # timeout_after_accept | stall_after_accept | cut_after_accept | http | raw | raw_after_accept | drop
     status: int = 500
     body: dict[str, Any] | None = None
+    raw: str = ""  # the bytes a raw reply sends instead of JSON (truncated JSON, an HTML error page)
     count: int = 1
     delay_s: float = 2.0
 
@@ -364,8 +366,17 @@ def _handler(double: BinanceDouble) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.action == "http":
                 self._reply(fault.status, fault.body or {"code": -1000, "msg": "injected"})
                 return
+            if fault is not None and fault.action == "raw":
+                self._send(fault.status, fault.raw.encode())
+                return
             with double.lock:
                 status, body = double.handle(method, url.path, params, self.headers)
+            if fault is not None and fault.action == "raw_after_accept":
+                self._send(fault.status, fault.raw.encode())  # the venue acted; its answer is garbage
+                return
+            if fault is not None and fault.action == "cut_after_accept":
+                self._cut(status, json.dumps(body).encode())
+                return
             if fault is not None and fault.action == "timeout_after_accept":
                 time.sleep(fault.delay_s)  # longer than the client's timeout: it never reads this
             if fault is not None and fault.action == "stall_after_accept":
@@ -376,7 +387,9 @@ def _handler(double: BinanceDouble) -> type[BaseHTTPRequestHandler]:
             self._reply(status, body)
 
         def _reply(self, status: int, body: Any) -> None:
-            payload = json.dumps(body).encode()
+            self._send(status, json.dumps(body).encode())
+
+        def _send(self, status: int, payload: bytes) -> None:
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -385,6 +398,19 @@ def _handler(double: BinanceDouble) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(payload)
             except OSError:
                 pass  # the client gave up (timeout) or died
+
+        def _cut(self, status: int, payload: bytes) -> None:
+            # Headers promise the whole answer; the connection dies half way through it.
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.flush()
+            except OSError:
+                pass
+            self.close_connection = True
 
         def do_GET(self) -> None:
             self._serve("GET")

@@ -6,8 +6,11 @@ The policy (after freqtrade's grouping by operator response):
   the request unprocessed; back off longer, then retry.
 - ``TRANSIENT`` (every other NetworkError: RequestTimeout,
   ExchangeNotAvailable, InvalidNonce; OperationFailed such as BadResponse;
-  anything unexpected): a read is retried with bounded jittered backoff;
-  a create-order has an *unknown outcome* and is looked up by client id.
+  the bare ExchangeError base class, which ccxt raises when it cannot say
+  more, e.g. a connection cut half way through the answer or a venue code it
+  does not know; ``VenueAnswerError``; anything unexpected): a read is
+  retried with bounded jittered backoff; a create-order has an *unknown
+  outcome* and is looked up by client id.
 - ``REJECTED`` (InvalidOrder, InsufficientFunds, BadSymbol, BadRequest,
   OperationRejected, NotSupported, other ExchangeErrors): the venue said
   no to this request; never retried.
@@ -45,6 +48,9 @@ def classify(exc: BaseException) -> ErrorKind:
         return ErrorKind.TRANSIENT
     if isinstance(exc, ccxt.AuthenticationError | ccxt.AccountSuspended):
         return ErrorKind.FATAL
+    if type(exc) is ccxt.ExchangeError:
+        # Not a refusal: aiohttp's errors mid-answer (after the venue may have acted) end up here.
+        return ErrorKind.TRANSIENT
     if isinstance(exc, ccxt.ExchangeError):
         return ErrorKind.REJECTED
     return ErrorKind.TRANSIENT
@@ -66,3 +72,10 @@ class VenueError(Exception):
         self.kind = classify(exc)
         self.cause = exc
         super().__init__(f"venue {venue}: {action} failed ({self.kind.value}): {describe(exc)}")
+
+
+class VenueAnswerError(Exception):
+    """The venue answered, but not with what was asked for: an order without
+    id or with a status nobody knows, a trade without price or amount. The
+    outcome stays unknown, so it is handled like a network error: looked up
+    again, never taken for a final state."""

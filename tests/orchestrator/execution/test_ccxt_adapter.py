@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator.execution.ccxt.adapter import CcxtExchange
 from orchestrator.execution.ccxt.config import CcxtVenueConfig
@@ -247,3 +248,111 @@ async def test_cancel_of_a_queued_order_means_it_is_never_sent(venue) -> None:
     assert final is not None
     assert final.status is OrderStatus.CANCELED
     assert posts(double) == []
+
+
+# ---------------------------------------------------------------- bad answers: a clear error, nothing lost
+
+
+def events(logs: list[dict[str, object]], name: str) -> list[dict[str, object]]:
+    return [entry for entry in logs if entry["event"] == name]
+
+
+async def test_answer_cut_after_accept_is_looked_up_not_rejected(venue) -> None:
+    # ccxt raises the bare ExchangeError for a body cut half way: the venue has the order.
+    adapter, recorder, double = venue
+    double.inject(Fault("POST", ORDER_PATH, "cut_after_accept"))
+    adapter.submit(intent())
+    await wait_for(lambda: recorder.final("ot1n0"))
+    assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
+    assert len(posts(double)) == 1
+    assert len(double.orders_with("ot1n0")) == 1
+    assert sum(f.quantity for f in recorder.fills) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("raw", ['{"symbol": "BTCU', "<html>gateway</html>", "", '{"code": 0}'])
+async def test_unreadable_answer_after_accept_is_looked_up(venue, raw: str) -> None:
+    adapter, recorder, double = venue
+    double.inject(Fault("POST", ORDER_PATH, "raw_after_accept", status=200, raw=raw))
+    with capture_logs() as logs:
+        adapter.submit(intent())
+        await wait_for(lambda: recorder.final("ot1n0"))
+    assert len(posts(double)) == 1
+    assert len(double.orders_with("ot1n0")) == 1
+    assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
+    assert OrderStatus.OPEN not in {u.status for u in recorder.updates}  # no state made up from garbage
+    (unconfirmed,) = events(logs, "venue_create_unconfirmed")
+    assert str(unconfirmed["error"]).startswith("VenueAnswerError: order answer without an order id")
+
+
+async def test_html_5xx_before_processing_is_looked_up_then_resent_once(venue) -> None:
+    adapter, recorder, double = venue
+    double.inject(Fault("POST", ORDER_PATH, "raw", status=502, raw="<html>502 Bad Gateway</html>"))
+    adapter.submit(intent())
+    await wait_for(lambda: recorder.final("ot1n0"))
+    assert [p["newClientOrderId"] for p in posts(double)] == ["ot1n0", "ot1n0"]
+    assert len(double.orders_with("ot1n0")) == 1
+    assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+async def test_unexpected_order_status_is_an_error_and_the_order_is_kept(venue) -> None:
+    adapter, recorder, double = venue
+    adapter.submit(intent("olimit", order_type=OrderType.LIMIT, limit_price=40_000.0))
+    await wait_for(lambda: any(u.status is OrderStatus.OPEN for u in recorder.updates))
+    (order,) = double.orders_with("olimit")
+    with capture_logs() as logs:
+        with double.lock:
+            order.status = "SUSPENDED_BY_VENUE"
+        await wait_for(lambda: events(logs, "venue_poll_failed"))
+        assert recorder.final("olimit") is None  # not guessed terminal, still followed
+        assert "olimit" in adapter._working
+        with double.lock:
+            order.status = "NEW"
+            double.fill(order, 40_000.0)
+        await wait_for(lambda: recorder.final("olimit"))
+    error = str(events(logs, "venue_poll_failed")[0]["error"])
+    assert "VenueAnswerError" in error
+    assert "'SUSPENDED_BY_VENUE'" in error
+    assert recorder.final("olimit").status is OrderStatus.FILLED  # type: ignore[union-attr]
+    assert sum(f.quantity for f in recorder.fills) == pytest.approx(0.01)
+
+
+async def test_trade_without_price_is_not_booked_at_zero(venue) -> None:
+    adapter, recorder, double = venue
+    adapter.submit(intent("olimit", order_type=OrderType.LIMIT, limit_price=40_000.0))
+    await wait_for(lambda: any(u.status is OrderStatus.OPEN for u in recorder.updates))
+    (order,) = double.orders_with("olimit")
+    with capture_logs() as logs:
+        with double.lock:
+            double.fill(order, 40_000.0)
+            trade = double.trades[-1]
+            del trade["price"], trade["quoteQty"]
+        await wait_for(lambda: recorder.final("olimit"))
+    assert events(logs, "venue_bad_trade")
+    assert "price None" in str(events(logs, "venue_bad_trade")[0]["error"])
+    assert [(f.quantity, f.price) for f in recorder.fills] == [(pytest.approx(0.01), pytest.approx(40_000.0))]
+    assert recorder.final("olimit").status is OrderStatus.FILLED  # type: ignore[union-attr]
+    assert recorder.sequence[-2:] == ["fill", "filled"]
+
+
+async def test_a_cancel_the_venue_fails_is_sent_again_until_it_lands(venue) -> None:
+    adapter, recorder, double = venue
+    adapter.submit(intent("olimit", order_type=OrderType.LIMIT, limit_price=40_000.0))
+    await wait_for(lambda: any(u.status is OrderStatus.OPEN for u in recorder.updates))
+    failures = adapter.config.read_retries + 3  # more than one cancel's retries
+    double.inject(Fault("DELETE", ORDER_PATH, "http", status=503, count=failures))
+    adapter.cancel("olimit")
+    await wait_for(lambda: recorder.final("olimit"))
+    assert recorder.final("olimit").status is OrderStatus.CANCELED  # type: ignore[union-attr]
+    assert double.orders_with("olimit")[0].status == "CANCELED"
+    assert double.count("DELETE", ORDER_PATH) == failures + 1
+
+
+async def test_rate_limit_on_create_is_not_looked_up(venue) -> None:
+    # Refused unprocessed (429): waiting and resending the same request is the whole policy.
+    adapter, recorder, double = venue
+    double.inject(Fault("POST", ORDER_PATH, "http", status=429, count=2, body={"code": -1003, "msg": "Too many"}))
+    adapter.submit(intent())
+    await wait_for(lambda: recorder.final("ot1n0"))
+    assert len(posts(double)) == 3
+    assert double.count("GET", ORDER_PATH) == 0
+    assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
