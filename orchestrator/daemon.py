@@ -168,8 +168,10 @@ class Daemon:
         self.install_reload_signal(loop)
         started: list[DaemonService] = []
         try:
+            self.systemd.starting("exchange adapters")
             await self.engine.router.start()
             for service in self.services:
+                self.systemd.starting(service.name)  # STATUS: the step a slow start is in
                 await service.start()
                 started.append(service)
             async with asyncio.TaskGroup() as group:
@@ -208,8 +210,8 @@ class Daemon:
     async def reload_config(self) -> CommandResult:
         """Re-read the config file and apply what can change live; the result
         says what was applied, refused, or waits for a restart. Under systemd
-        it runs between RELOADING=1 and READY=1, so ``systemctl reload``
-        returns once it is done."""
+        it runs between RELOADING=1 and READY=1 (``systemctl status`` shows
+        "reloading" meanwhile)."""
         return await self.systemd.reload_config()
 
     async def _consume_feed(self) -> None:

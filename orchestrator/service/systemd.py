@@ -4,7 +4,12 @@
   (configuration loaded, modules started, the router and every service -
   journal, reconciliation, MQTT - started) and the feed has delivered its
   first event: a live feed connects inside its stream, so the first event
-  is the proof that market data flows. Until then STATUS says what we wait for.
+  is the proof that market data flows. Until then STATUS says what we wait
+  for: each start-up step as the daemon reaches it, then the market data. A
+  live feed of bars only may first deliver when its first bar closes, up to
+  one timeframe after connecting (``first_event_wait_s``): the start timeout
+  is extended by that much (EXTEND_TIMEOUT_USEC, bounded), so a 1h feed does
+  not run into TimeoutStartSec= while it is healthy.
 - STATUS= every ``STATUS_INTERVAL_S`` when the summary changed.
 - WATCHDOG=1 every WATCHDOG_USEC/2 from ``run``, a task on the daemon's own
   event loop: a loop blocked by a module or a stuck call sends no pings,
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from orchestrator.control import CommandResult
+from orchestrator.feeds.config import FeedConfig
 from orchestrator.service.notify import SystemdNotifier
 from orchestrator.service.status import StatusLine
 
@@ -40,6 +46,23 @@ log = structlog.get_logger("orchestrator.service")
 STATUS_INTERVAL_S = 5.0
 FIRST_EVENT_POLL_S = 0.05  # start-up only; the hot path is not touched
 STOP_DEADLINE_MARGIN_S = 15.0
+FIRST_EVENT_MARGIN_S = 60.0  # connecting, the venue's own lag in closing a bar
+
+
+def first_event_wait_s(feed: FeedConfig) -> float | None:
+    """The longest a healthy feed may take from connecting to its first event,
+    when that can exceed a start timeout; ``None`` when events come at once.
+
+    Only a live feed of bars alone: over a websocket the first update is the
+    bar still forming, and bars are emitted closed, so the first one may come
+    a whole timeframe later. Books and trades arrive within seconds; the
+    simulated market and replays yield at once.
+    """
+    if feed.kind != "ccxt" or feed.ccxt is None or set(feed.ccxt.streams) != {"bars"}:
+        return None
+    import ccxt  # only for a ccxt feed, which imports it anyway
+
+    return float(ccxt.Exchange.parse_timeframe(feed.ccxt.timeframe))
 
 
 class SystemdNotifyService:
@@ -60,7 +83,6 @@ class SystemdNotifyService:
         self._reload_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self.notifier.status("starting")
         self.daemon.ready_callbacks.append(self._announce_ready)
         self.daemon.stopping_callbacks.append(self._announce_stopping)
         if self.notifier.enabled:
@@ -92,6 +114,12 @@ class SystemdNotifyService:
 
     async def stop(self) -> None:
         self.notifier.close()
+
+    def starting(self, step: str) -> None:
+        """STATUS while starting: the step under way, so a slow reconciliation
+        or broker handshake shows in ``systemctl status`` by name."""
+        if not self._ready_sent.is_set():
+            self.notifier.status(f"starting: {step}")
 
     # ------------------------------------------------------------ reload
 
@@ -134,7 +162,10 @@ class SystemdNotifyService:
             return
         feed = self.daemon.feed.name
         self.notifier.status(f"starting: waiting for market data ({feed})")
-        log.info("waiting_for_market_data", feed=feed)
+        wait_s = first_event_wait_s(self.daemon.config.feed)
+        if wait_s is not None:
+            self.notifier.extend_timeout(wait_s + FIRST_EVENT_MARGIN_S)
+        log.info("waiting_for_market_data", feed=feed, first_event_within_s=wait_s)
         while not engine.counters.events:
             await asyncio.sleep(FIRST_EVENT_POLL_S)
 

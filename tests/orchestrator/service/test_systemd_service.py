@@ -17,7 +17,8 @@ from orchestrator.control import CommandResult
 from orchestrator.daemon import Daemon
 from orchestrator.events import Bar, MarketEvent
 from orchestrator.feeds.base import MarketFeed
-from orchestrator.service.systemd import SystemdNotifyService
+from orchestrator.feeds.config import FeedConfig
+from orchestrator.service.systemd import FIRST_EVENT_MARGIN_S, SystemdNotifyService, first_event_wait_s
 
 CONFIG = """\
 instance: notify-test
@@ -92,9 +93,14 @@ async def test_ready_follows_every_service_start_then_status_and_watchdog(daemon
 
     daemon.services.append(SlowToConnect())
     task = asyncio.create_task(daemon.run())
-    assert await asyncio.to_thread(notify_path.next, 30) == {"STATUS": "starting"}
     ready = await asyncio.to_thread(notify_path.wait_for, lambda m: list(m) != ["STATUS"])
     assert ready["READY"] == "1"
+    # Before READY, STATUS named each start-up step as the daemon reached it.
+    steps = [message["STATUS"] for message in notify_path.received[:-1]]
+    expected = ["starting: exchange adapters", *(f"starting: {service.name}" for service in daemon.services)]
+    assert steps[: len(expected)] == expected
+    assert expected[-1] == "starting: slow"
+    assert steps[len(expected) :] in ([], ["starting: waiting for market data (simulated)"])
     assert STATUS.match(ready["STATUS"]), ready["STATUS"]
     assert seen == [False]
     status = await asyncio.to_thread(notify_path.next, 30)
@@ -139,7 +145,7 @@ async def test_ready_waits_for_the_first_market_event(daemon, notify_path):
     waiting = await asyncio.to_thread(notify_path.wait_for, lambda m: "waiting" in m.get("STATUS", ""))
     assert waiting == {"STATUS": "starting: waiting for market data (held)"}
     assert daemon.ready.is_set()  # every service is up; only the data is missing
-    assert notify_path.drain() == []
+    assert notify_path.drain() == []  # and the start timeout is not extended: events come at once
     feed.release.set()
     ready = await asyncio.to_thread(notify_path.next, 30)
     assert ready is not None
@@ -194,3 +200,43 @@ async def test_a_reload_before_ready_is_unannounced_and_one_while_stopping_is_re
     assert reloads.calls == 1
     assert {"event": "config_reload_skipped", "reason": "stopping", "log_level": "info"} in logs
     assert not any("RELOADING" in message for message in notify_path.drain())
+
+
+@pytest.mark.parametrize(
+    ("feed", "expected"),
+    [
+        ({"kind": "ccxt", "ccxt": {"exchange": "binance", "timeframe": "1h"}}, 3600.0),
+        ({"kind": "ccxt", "ccxt": {"exchange": "binance", "streams": ["bars"], "timeframe": "5m"}}, 300.0),
+        ({"kind": "ccxt", "ccxt": {"exchange": "binance", "streams": ["bars", "trades"], "timeframe": "1h"}}, None),
+        ({"kind": "ccxt", "ccxt": {"exchange": "binance", "streams": ["book"]}}, None),
+        ({"kind": "simulated"}, None),
+    ],
+)
+def test_only_a_live_feed_of_bars_alone_may_be_slow_to_deliver(feed, expected):
+    assert first_event_wait_s(FeedConfig.model_validate(feed)) == expected
+
+
+async def test_a_live_feed_of_hourly_bars_extends_the_start_timeout(tmp_path, notify_path, monkeypatch):
+    """Its first closed bar may be an hour away: without more time, TimeoutStartSec= would kill a healthy start."""
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_path.address)
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        CONFIG.format(state=tmp_path / "state").replace(
+            "feed: {kind: simulated, simulated: {speed: 0, prices: {BTC/USDT: 100.0}}}",
+            "feed: {kind: ccxt, ccxt: {exchange: binance, timeframe: 1h}}",
+        )
+    )
+    daemon = Daemon(load_config(path, env={}))
+    assert daemon.feed.name == "ccxt"
+    feed = HeldFeed("BTC/USDT")  # the venue cannot be reached from here; the config is what counts
+    daemon.feed = feed
+    task = asyncio.create_task(daemon.run())
+    await asyncio.to_thread(notify_path.wait_for, lambda m: "waiting" in m.get("STATUS", ""))
+    extend = await asyncio.to_thread(notify_path.next, 30)
+    assert extend == {"EXTEND_TIMEOUT_USEC": str(int((3600 + FIRST_EVENT_MARGIN_S) * 1_000_000))}
+    feed.release.set()
+    ready = await asyncio.to_thread(notify_path.next, 30)
+    assert ready is not None
+    assert ready["READY"] == "1"
+    daemon.request_stop("test")
+    assert await task == 0
