@@ -4,6 +4,7 @@ operator's edits on the next run, and installs a unit that passes `systemd-analy
 
 from __future__ import annotations
 
+import re
 import shutil
 import stat
 import subprocess
@@ -26,6 +27,12 @@ def private_checkout(directory: Path) -> Path:
     return directory
 
 
+def unit_directory_modes(text: str) -> dict[str, int]:
+    """``{"State": 0o700, ...}`` from the unit's ``*DirectoryMode=`` lines."""
+    found = re.findall(r"^(\w+)DirectoryMode=(\d+)$", text, flags=re.MULTILINE)
+    return {kind: int(mode, 8) for kind, mode in found}
+
+
 def test_a_dry_run_shows_the_steps_and_changes_nothing():
     watched = [Path("/opt/orchestrator"), Path("/etc/orchestrator"), Path("/etc/systemd/system/orchestrator.service")]
     before = [path.exists() for path in watched]
@@ -39,6 +46,8 @@ def test_a_dry_run_shows_the_steps_and_changes_nothing():
     assert f"install -m 0644 {ROOT}/config/systemd/orchestrator.service /etc/systemd/system/orchestrator.service" in (
         commands
     )
+    for directory in ("/var/lib/orchestrator", "/var/log/orchestrator"):
+        assert f"install -d -m 0700 -o orchestrator -g orchestrator {directory}" in commands
     assert commands[-1] == "systemctl daemon-reload"
     assert "systemctl enable --now orchestrator" in result.stdout  # told, never done
 
@@ -72,6 +81,16 @@ def test_an_install_into_a_prefix_is_complete_and_idempotent(tmp_path: Path):
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
     assert unit.read_text() == (ROOT / "config/systemd/orchestrator.service").read_text()
+    # The directories have the modes the unit declares: systemd leaves an
+    # existing configuration directory alone and warns at every start if they differ.
+    modes = unit_directory_modes(unit.read_text())
+    assert modes == {"Configuration": 0o750, "State": 0o700, "Logs": 0o700}
+    for kind, directory in (
+        ("Configuration", "etc/orchestrator"),
+        ("State", "var/lib/orchestrator"),
+        ("Logs", "var/log/orchestrator"),
+    ):
+        assert stat.S_IMODE((prefix / directory).stat().st_mode) == modes[kind], directory
 
     config.write_text(config.read_text() + "# operator's edit\n")
     secrets.write_text("BINANCE_API_KEY=abc\n")
@@ -81,6 +100,7 @@ def test_an_install_into_a_prefix_is_complete_and_idempotent(tmp_path: Path):
     assert secrets.read_text() == "BINANCE_API_KEY=abc\n"
     assert f"kept {config}" in second.stdout
     assert "upgrading the code" in second.stdout
+    assert (prefix / "var/lib/orchestrator").is_dir()
 
     if shutil.which("systemd-analyze") is None:
         pytest.fail("systemd-analyze is missing: install the Debian package 'systemd' (scripts/run-tests does)")
