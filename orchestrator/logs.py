@@ -5,7 +5,9 @@ Under systemd stdout/stderr go to journald, so ``journalctl -u orchestrator
 ``event``, ``level``, ``timestamp`` (ISO 8601, UTC) and ``logger``, plus
 ``trace_id`` on events that concern a decision or an order. Records of the
 standard ``logging`` module (asyncio, libraries) and Python warnings go
-through the same renderer, so no plain-text line slips in between.
+through the same renderer, and so do uncaught exceptions (a worker thread's
+or one escaping the CLI's own handlers), so no plain-text traceback slips in
+between: one would stop ``jq`` at that line.
 
 "auto" means JSON when the stream is not a terminal or when
 ``$JOURNAL_STREAM`` says we run under systemd. When the stream is the
@@ -20,7 +22,9 @@ import logging
 import math
 import os
 import sys
+import threading
 from collections.abc import Mapping, MutableMapping
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -77,6 +81,24 @@ class _PriorityPrefix:
         return f"<{priority}>{text}"
 
 
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None, thread: str | None = None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    structlog.get_logger("orchestrator.uncaught").critical(
+        "uncaught_exception", thread=thread, exc_info=(kind, value, traceback)
+    )
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return  # what threading's own hook ignores too
+    name = args.thread.name if args.thread is not None else None
+    _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback, name)
+
+
 def configure_logging(level: Level = "info", fmt: Format = "auto", stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     under_systemd = bool(os.environ.get(JOURNAL_STREAM_ENV))
@@ -121,3 +143,6 @@ def configure_logging(level: Level = "info", fmt: Format = "auto", stream: TextI
     root.addHandler(handler)
     root.setLevel(numeric_level)
     logging.captureWarnings(True)
+    if not use_console:  # a terminal keeps Python's readable tracebacks
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread

@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import re
+import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -23,7 +25,9 @@ from orchestrator.orders import OrderIntent, OrderType, Side
 def restore_logging():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    hooks = sys.excepthook, threading.excepthook
     yield
+    sys.excepthook, threading.excepthook = hooks
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:
@@ -71,6 +75,37 @@ def test_every_source_renders_as_one_json_line(monkeypatch):
     assert library["logger"] == "asyncio"
     assert warned["logger"] == "py.warnings"
     assert "old api" in warned["event"]
+
+
+def test_uncaught_exceptions_are_json_lines_too(monkeypatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+
+    def crash() -> None:
+        raise RuntimeError("writer\nbroke")
+
+    worker = threading.Thread(target=crash, name="journal-writer")
+    worker.start()
+    worker.join()
+    try:
+        raise KeyError("escaped")
+    except KeyError:
+        sys.excepthook(*sys.exc_info())  # what the interpreter calls for an exception nobody caught
+    in_thread, in_main = json_lines(stream.getvalue())  # strict: a raw traceback line would fail here
+    assert in_thread["event"] == in_main["event"] == "uncaught_exception"
+    assert in_thread["level"] == "critical"
+    assert in_thread["thread"] == "journal-writer"
+    assert "RuntimeError: writer\nbroke" in in_thread["exception"]
+    assert in_main["thread"] is None
+    assert "KeyError: 'escaped'" in in_main["exception"]
+
+
+def test_a_terminal_keeps_pythons_own_tracebacks(monkeypatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    before = sys.excepthook, threading.excepthook
+    configure_logging("info", "console", io.StringIO())
+    assert (sys.excepthook, threading.excepthook) == before
 
 
 def test_order_events_carry_their_trace_id(monkeypatch):
