@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from orchestrator.mqtt.config import EmbeddedBrokerConfig
+from orchestrator.mqtt.embedded import EmbeddedBroker
 from orchestrator.risk.state import TradingState
 
 PREFIX = "orchestrator/t1"
@@ -26,9 +28,12 @@ async def test_the_daemon_hosts_its_own_broker_on_loopback(kit, subscribe):
         assert service.embedded.running
         async with subscribe(port, f"{PREFIX}/#") as watcher:
             await watcher.wait_for(lambda m: m.topic == f"{PREFIX}/online" and m.payload == b"online")
-            await watcher.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.retain)
+            await watcher.wait_for(lambda m: m.topic == f"{PREFIX}/status")
             await watcher.wait_for(lambda m: m.topic == f"{PREFIX}/modules/ma_crossover")
             await watcher.wait_for(lambda m: m.topic == f"{PREFIX}/decisions")
+            async with subscribe(port, f"{PREFIX}/status") as late:
+                retained = await late.wait_for(lambda m: m.topic == f"{PREFIX}/status")
+            assert retained.retain
             # MQTT 3.1.1 here: the daemon receives its own replies and must ignore them.
             halted = await watcher.command(PREFIX, "halt", {"id": "e-1"})
             assert daemon.engine.risk.state is TradingState.HALTED
@@ -76,3 +81,23 @@ async def test_a_taken_port_does_not_stop_trading(kit):
             start = second.engine.counters.events
             await kit.until(lambda: second.engine.counters.events >= start + 300, "events >= start + 300")
         assert kit.service(first).embedded.running
+
+
+async def test_a_subscriber_gets_the_retained_messages_of_its_own_filters_only(kit, subscribe):
+    # amqtt 0.12 alone also hands a new client what matches other clients' filters.
+    port = kit.free_port()
+    broker = EmbeddedBroker(EmbeddedBrokerConfig(enabled=True, port=port))
+    await broker.start()
+    try:
+        async with subscribe(port, "box/#") as everything:
+            await everything.publish("box/online", b"online", retain=True)
+            await everything.publish("box/status", b"{}", retain=True)
+            await everything.wait_for(lambda m: m.topic == "box/status")
+            async with subscribe(port, "box/online") as narrow:
+                await narrow.wait_for(lambda m: m.topic == "box/online")
+                await everything.publish("box/online", b"marker")  # live, after whatever came on connect
+                await narrow.wait_for(lambda m: m.payload == b"marker")
+                received = [(m.topic, m.payload, m.retain) for m in narrow.messages]
+    finally:
+        await broker.stop()
+    assert received == [("box/online", b"online", True), ("box/online", b"marker", False)]
