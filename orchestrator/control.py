@@ -124,7 +124,10 @@ def status_payload(daemon: Daemon) -> dict[str, Any]:
             "denied": counters.denied,
             "fills": counters.fills,
         },
-        "last_event_ts": counters.last_event_ts,
-        "last_decision_ts": counters.last_decision_ts,
-        "order_latency_us": {"p50": round(p50, 1), "p99": round(p99, 1)},
+        # 0 is the counters' "not yet"; a consumer should not read it as 1970.
+        "last_event_ts": counters.last_event_ts or None,
+        "last_decision_ts": counters.last_decision_ts or None,
+        "order_latency_us": (
+            {"p50": round(p50, 1), "p99": round(p99, 1)} if counters.intents else {"p50": None, "p99": None}
+        ),
     }

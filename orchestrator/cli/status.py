@@ -52,6 +52,11 @@ def _when(ms: Any) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _micros(value: Any) -> str:
+    """A latency, or '-' for a module that has not been called yet (null)."""
+    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
 def _status_table(online: str | None, status: Mapping[str, Any] | None, prefix: str) -> Table:
     table = Table(title=f"{prefix}", show_header=False)
     table.add_column("field")
@@ -103,8 +108,8 @@ def _modules_table(modules: Mapping[str, Mapping[str, Any]]) -> Table:
             f"[{colour}]{state}[/{colour}]",
             str(health.get("swaps", 0)),
             str(health.get("errors", 0)),
-            f"{latency.get('p50') or 0:.1f}",
-            f"{latency.get('p99') or 0:.1f}",
+            _micros(latency.get("p50")),
+            _micros(latency.get("p99")),
             str(health.get("last_error") or ""),
         )
     return table

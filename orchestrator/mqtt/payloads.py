@@ -81,9 +81,10 @@ def module_message(snapshot: HealthSnapshot) -> dict[str, Any]:
             "overruns": snapshot.overruns,
             "isolations": snapshot.isolations,
             "last_error": snapshot.last_error,
+            # null until the first call: 0.0 would read as a measured latency
             "latency_us": {
-                "p50": _num(snapshot.latency_p50_us, 2),
-                "p99": _num(snapshot.latency_p99_us, 2),
+                "p50": _num(snapshot.latency_p50_us, 2) if snapshot.calls else None,
+                "p99": _num(snapshot.latency_p99_us, 2) if snapshot.calls else None,
                 "budget": _num(snapshot.latency_budget_us, 2),
             },
         },
