@@ -25,12 +25,13 @@ async def test_only_the_operator_may_send_commands(secured_mosquitto, kit, subsc
     async with (
         kit.run(secured_config(kit, broker)) as daemon,
         subscribe(broker.port, f"{PREFIX}/#", username="operator", password=users["operator"]) as operator,
-        subscribe(broker.port, f"{PREFIX}/#", username="viewer", password=users["viewer"]) as viewer,
         subscribe(broker.port, username="orchestrator", password=users["orchestrator"]) as impostor,
     ):
-        # Everyone with a login reads the retained status.
-        await viewer.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.retain)
-        await viewer.publish(f"{PREFIX}/cmd/halt", {"id": "viewer-1"})
+        await operator.wait_for(lambda m: m.topic == f"{PREFIX}/status")  # from now on the broker retains it
+        async with subscribe(broker.port, f"{PREFIX}/#", username="viewer", password=users["viewer"]) as viewer:
+            # Everyone with a login reads the retained status.
+            await viewer.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.retain)
+            await viewer.publish(f"{PREFIX}/cmd/halt", {"id": "viewer-1"})
         await impostor.publish(f"{PREFIX}/cmd/halt", {"id": "daemon-user-1"})
         # The broker handled (and refused) both before acknowledging them, so
         # they would have reached the daemon before this command does.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import yaml
 
 from orchestrator.risk.state import TradingState
@@ -135,10 +136,12 @@ async def test_a_repeated_command_id_is_not_executed_twice(mosquitto, kit, subsc
     assert other["verb"] == "halt"
 
 
-async def test_a_command_retained_before_the_daemon_connects_is_not_executed(mosquitto, kit, subscribe):
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_command_retained_before_the_daemon_connects_is_not_executed(mosquitto, kit, subscribe, protocol):
+    # Both protocols flag a retained message delivered on subscription.
     async with subscribe(mosquitto.port, REPLY) as operator:
         await operator.publish(f"{PREFIX}/cmd/halt", {"id": "ret-1"}, retain=True)
-        async with kit.run(kit.config(kit.mqtt(mosquitto))) as daemon:
+        async with kit.run(kit.config(kit.mqtt(mosquitto, protocol=protocol))) as daemon:
             status = await operator.command(PREFIX, "status", {"id": "after-retained"})
             assert daemon.engine.risk.state is TradingState.ACTIVE
         assert status["data"]["state"] == "ACTIVE"

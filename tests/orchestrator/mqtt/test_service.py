@@ -14,7 +14,10 @@ PREFIX = "orchestrator/t1"
 
 async def test_late_subscriber_sees_retained_online_status_and_module_health(mosquitto, kit, subscribe):
     async with kit.run(kit.config(kit.mqtt(mosquitto))) as daemon:
-        await asyncio.sleep(0.3)  # let the first publications reach the broker
+        # Once an early subscriber has them, the broker holds them: no guessing with sleeps.
+        async with subscribe(mosquitto.port, f"{PREFIX}/status", f"{PREFIX}/modules/#") as early:
+            await early.wait_for(lambda m: m.topic == f"{PREFIX}/status")
+            await early.wait_for(lambda m: m.topic == f"{PREFIX}/modules/ma_crossover")
         async with subscribe(mosquitto.port, f"{PREFIX}/#") as late:
             online = await late.wait_for(lambda m: m.topic == f"{PREFIX}/online")
             status = await late.wait_for(lambda m: m.topic == f"{PREFIX}/status")
