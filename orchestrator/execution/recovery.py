@@ -16,6 +16,9 @@ may exist. At start, for each persistent venue:
    journaled as *external* and logged; they are left alone.
 3. Balances and positions are read and become the portfolio's cash and
    positions (the venue's word, not ours).
+4. A daemon that comes back HALTED (the state persists) cancels the orders
+   it resumed: the halt's cancels may not have reached the venue before the
+   crash.
 
 Paper venues start empty, so their open journal orders are closed as
 canceled. Any venue that does not answer makes recovery fail with one clear
@@ -40,6 +43,7 @@ from orchestrator.execution.config import RecoveryConfig
 from orchestrator.journal.store import ExternalOrder, JournalOrder, OrderCheck, OrderJournal
 from orchestrator.journal.writer import JournalWriter
 from orchestrator.orders import OrderStatus, OrderUpdate
+from orchestrator.risk.state import TradingState
 
 log = structlog.get_logger("orchestrator.recovery")
 
@@ -109,6 +113,9 @@ class Reconciler:
             journal.close()
         await asyncio.to_thread(self.writer.flush)
         report = self.report
+        if report.resumed and self.engine.risk.state is TradingState.HALTED:
+            # Halted before the crash: the halt's cancels may never have reached the venue.
+            log.warning("halted_orders_canceled", orders=self.engine.cancel_all_orders())
         log.info(
             "recovered",
             resumed=len(report.resumed),

@@ -15,6 +15,8 @@ from orchestrator.execution.ccxt.double import BinanceDouble, Fault
 from orchestrator.execution.recovery import RecoveryError
 from orchestrator.journal.store import OrderJournal
 from orchestrator.orders import OrderIntent, OrderStatus, OrderType, Side
+from orchestrator.risk.state import TradingState
+from orchestrator.risk.store import RiskStateStore, SavedRiskState
 
 
 def journal_intent(path: Path, client_order_id: str, **kwargs: object) -> None:
@@ -153,3 +155,43 @@ def test_live_venue_needs_keys_only_at_run_time(live_profile, monkeypatch) -> No
         Daemon(loaded)
     assert "BINANCE_API_KEY" in str(raised.value)
     assert "BINANCE_SECRET" in str(raised.value)
+
+
+async def test_restart_while_halted_stays_halted_and_cancels_resumed_orders(
+    binance_double: BinanceDouble, live_profile, venue_keys
+) -> None:
+    # Halted, then killed before the halt's cancel reached the venue: the order still rests there.
+    loaded = load_config(live_profile(target=1.0))
+    state_dir = loaded.config.state_dir
+    RiskStateStore(state_dir).save(SavedRiskState(TradingState.HALTED, "kill switch: drawdown", 1))
+    binance_double.create(
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "quantity": "0.1",
+            "price": "40000",
+            "newClientOrderId": "oresting1n0",
+        }
+    )
+    journal_intent(state_dir / "journal.sqlite", "oresting1n0", order_type=OrderType.LIMIT, limit_price=40_000.0)
+    daemon = Daemon(loaded)
+    task = await start(daemon)
+    try:
+        assert daemon.engine.risk.state is TradingState.HALTED
+        assert daemon.execution.recovery.report.resumed == ["oresting1n0"]  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while binance_double.orders_with("oresting1n0")[0].status != "CANCELED" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # Canceled at start, not by the shutdown (which cancels open orders too).
+        assert binance_double.orders_with("oresting1n0")[0].status == "CANCELED"
+        # Target 1.0 wants a position, but a halted daemon sends nothing.
+        await asyncio.sleep(0.5)
+    finally:
+        await stop(daemon, task)
+    assert binance_double.count("POST", "/api/v3/order") == 0
+    assert RiskStateStore(state_dir).load().state is TradingState.HALTED  # type: ignore[union-attr]
+    journal = OrderJournal(state_dir / "journal.sqlite")
+    assert journal.order("oresting1n0").status is OrderStatus.CANCELED  # type: ignore[union-attr]
+    assert journal.denials(limit=5)  # the decisions it did make were denied, with reasons
+    assert journal.denials(limit=1)[0].reason == "trading state HALTED: no new orders"
