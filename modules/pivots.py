@@ -15,7 +15,10 @@ daily default) plus ``session_offset_ms``. A bar belongs to the session that
 contains its close time ``ts - 1`` (a bar closing exactly at a boundary ends
 the old session). The previous session is known to be complete when the
 first bar of a new one arrives; its levels apply from that bar on. After a
-gap the levels come from the last session that had bars.
+gap the levels come from the last session that had bars. The session the
+module joins midway (its first bar opens after the session began: a daemon
+started at 14:00 has not seen the morning) has an incomplete high and low,
+so no levels are taken from it unless ``use_partial_session``.
 
 Swing pivots: a Williams fractal high is a bar whose high is strictly above
 the highs of the ``fractal_n`` bars on each side (lows mirrored), which is
@@ -95,6 +98,9 @@ class PivotsParams(ModuleParams):
     max_confidence: float = Field(0.3, gt=0.0, le=1.0, description="confidence at |alpha| = 1 (kept low)")
     horizon_bars: int = Field(5, gt=0, description="bars ahead the prediction applies to")
     information_coefficient: float = Field(0.02, ge=0.0, le=1.0, description="mu per unit alpha x sigma")
+    use_partial_session: bool = Field(
+        False, description="take levels from the session the module joined midway (its high/low may be incomplete)"
+    )
 
     @model_validator(mode="after")
     def _offset_within_session(self) -> PivotsParams:
@@ -182,6 +188,7 @@ class _SymbolState:
     fractal_high: tuple[float, int, int] | None = None  # (price, bar number, ts)
     fractal_low: tuple[float, int, int] | None = None
     table: _LevelTable | None = None  # derived from previous_session; not exported
+    partial: bool = False  # the current session was joined midway: its H/L/C are incomplete
 
 
 class PivotsModule(AnalysisModule[PivotsParams]):
@@ -203,6 +210,9 @@ class PivotsModule(AnalysisModule[PivotsParams]):
     def _session_of(self, ts: int) -> int:
         return (ts - 1 - self.params.session_offset_ms) // self.params.session_ms
 
+    def _session_start(self, session: int) -> int:
+        return session * self.params.session_ms + self.params.session_offset_ms
+
     def on_bar(self, bar: Bar, ctx: ModuleContext) -> ModuleOutput | None:
         params = self.params
         state = self._state.get(bar.symbol)
@@ -211,11 +221,16 @@ class PivotsModule(AnalysisModule[PivotsParams]):
         if state is None:
             window: deque[tuple[float, float, int]] = deque(maxlen=2 * params.fractal_n + 1)
             window.append((high, low, bar.ts))
-            self._state[bar.symbol] = _SymbolState(session, high, low, close, close, high - low, _NAN, window=window)
+            partial = bar.open_ts > self._session_start(session)
+            self._state[bar.symbol] = _SymbolState(
+                session, high, low, close, close, high - low, _NAN, window=window, partial=partial
+            )
             return None
         if session != state.session:
-            state.previous_session = (state.session_high, state.session_low, state.session_close)
-            state.table = _LevelTable.build(params.levels, *state.previous_session)
+            if not state.partial or params.use_partial_session:
+                state.previous_session = (state.session_high, state.session_low, state.session_close)
+                state.table = _LevelTable.build(params.levels, *state.previous_session)
+            state.partial = False
             state.session_counts = [0, 0, 0, 0]
             state.session, state.session_high, state.session_low = session, high, low
         else:
@@ -353,6 +368,7 @@ class PivotsModule(AnalysisModule[PivotsParams]):
                 "window": [list(item) for item in s.window],
                 "fractal_high": None if s.fractal_high is None else list(s.fractal_high),
                 "fractal_low": None if s.fractal_low is None else list(s.fractal_low),
+                "partial": s.partial,
             }
         params = {key: getattr(self.params, key) for key in _STATE_PARAMS}
         return ModuleState(self.name, self.version, self.state_version, {"params": params, "symbols": symbols})
@@ -384,6 +400,7 @@ class PivotsModule(AnalysisModule[PivotsParams]):
                 window=window,
                 fractal_high=_fractal(d["fractal_high"]),
                 fractal_low=_fractal(d["fractal_low"]),
+                partial=bool(d.get("partial", False)),  # states written before the flag existed: complete
             )
             if previous is not None:
                 restored[symbol].table = _LevelTable.build(self.params.levels, previous[0], previous[1], previous[2])
