@@ -228,7 +228,7 @@ def test_piped_stderr_is_json_lines_with_trace_ids(tmp_path: Path):
     assert entries[-1]["reason"] == "feed ended"
 
 
-def test_a_module_that_fails_to_load_is_one_json_line_and_exit_2(tmp_path: Path):
+def test_a_module_that_fails_to_load_is_a_json_line_and_exit_2(tmp_path: Path):
     config = tmp_path / "config.yaml"
     config.write_text(f"state_dir: {tmp_path}/state\nsymbols: [BTC/USDT]\nmodules: {{no_such_module: {{}}}}\n")
     result = subprocess.run(
@@ -241,8 +241,9 @@ def test_a_module_that_fails_to_load_is_one_json_line_and_exit_2(tmp_path: Path)
         check=False,
     )
     assert result.returncode == 2
-    (line,) = result.stderr.splitlines()
-    entry = json.loads(line)
+    entries = [json.loads(line) for line in result.stderr.splitlines()]  # every line, strictly
+    assert [entry["event"] for entry in entries].count("startup_failed") == 1
+    entry = entries[-1]
     assert entry["event"] == "startup_failed"
     assert entry["level"] == "error"
     assert any("no_such_module" in problem for problem in entry["problems"])
