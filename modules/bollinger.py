@@ -19,7 +19,10 @@ when the mean has moved far from K relative to the std (amortised O(1)).
 
 Inputs: bars. Features: middle, std, upper, lower, percent_b, bandwidth,
 zscore, bandwidth_ratio (bandwidth / its EW mean over ``bandwidth_memory``
-bars: < 1 is a squeeze), volatility (EW vol of log returns).
+bars: < 1 is a squeeze), volatility (EW vol of log returns). The EW mean is
+kept of the population std / middle, which bandwidth is a fixed multiple of
+(2k sqrt(n / (n - ddof))): the ratio is the same, and a successor with
+another ``num_std`` or ``ddof`` can adopt the state.
 
 Prediction: alpha = clip(-2 (%b - 0.5), -1, 1) = clip(-z / k, -1, 1) (at the
 upper band alpha = -1, at the middle 0). confidence = max_confidence x
@@ -79,7 +82,7 @@ class _SymbolState:
     since_recompute: int = 0
     last_close: float = math.nan
     variance: float = math.nan  # EW variance of log returns; NaN until the first return
-    bandwidth_mean: float = math.nan  # NaN until the window first fills
+    relative_std_mean: float = math.nan  # EW mean of population std / middle; NaN until the window first fills
 
 
 class BollingerModule(AnalysisModule[BollingerParams]):
@@ -90,6 +93,7 @@ class BollingerModule(AnalysisModule[BollingerParams]):
     consumes = frozenset({EventKind.BAR})
     Params = BollingerParams
     latency_budget_us = 150.0
+    state_version = 2  # 1 kept the EW mean of the bandwidth itself, which depends on num_std and ddof
 
     def __init__(self, params: BollingerParams) -> None:
         super().__init__(params)
@@ -119,11 +123,13 @@ class BollingerModule(AnalysisModule[BollingerParams]):
         zscore = (close - middle) / std if std > 0.0 else 0.0
         percent_b = 0.5 + zscore / (2.0 * params.num_std)
         bandwidth = 2.0 * half_width / middle if middle != 0.0 else 0.0
-        if math.isnan(state.bandwidth_mean):
-            state.bandwidth_mean = bandwidth
+        # Free of num_std and ddof (they only scale it), so a retuned successor continues the same mean.
+        relative_std = math.sqrt(squares / n) / middle if middle != 0.0 else 0.0
+        if math.isnan(state.relative_std_mean):
+            state.relative_std_mean = relative_std
         else:
-            state.bandwidth_mean += self._bandwidth_alpha * (bandwidth - state.bandwidth_mean)
-        ratio = bandwidth / state.bandwidth_mean if state.bandwidth_mean > 0.0 else 1.0
+            state.relative_std_mean += self._bandwidth_alpha * (relative_std - state.relative_std_mean)
+        ratio = relative_std / state.relative_std_mean if state.relative_std_mean > 0.0 else 1.0
         volatility = math.sqrt(state.variance) if state.variance > 0.0 else 0.0
         features = {
             "middle": middle,
@@ -222,7 +228,7 @@ class BollingerModule(AnalysisModule[BollingerParams]):
                 "since_recompute": s.since_recompute,
                 "last_close": None if math.isnan(s.last_close) else s.last_close,
                 "variance": None if math.isnan(s.variance) else s.variance,
-                "bandwidth_mean": None if math.isnan(s.bandwidth_mean) else s.bandwidth_mean,
+                "relative_std_mean": None if math.isnan(s.relative_std_mean) else s.relative_std_mean,
             }
             for symbol, s in self._state.items()
         }
@@ -246,7 +252,7 @@ class BollingerModule(AnalysisModule[BollingerParams]):
                 since_recompute=int(d["since_recompute"]),
                 last_close=_float_or_nan(d["last_close"]),
                 variance=_float_or_nan(d["variance"]),
-                bandwidth_mean=_float_or_nan(d["bandwidth_mean"]),
+                relative_std_mean=_float_or_nan(d["relative_std_mean"]),
             )
             for symbol, d in state.data["symbols"].items()
         }

@@ -198,6 +198,23 @@ def test_state_from_other_params_is_rejected() -> None:
     assert ModuleHarness({"bollinger": {"num_std": 3.0, "ddof": 1}}, symbols=["X"], states=states).adopted["bollinger"]
 
 
+@pytest.mark.parametrize("retuned", [{"num_std": 3.0}, {"ddof": 1}, {"num_std": 1.5, "ddof": 1}])
+def test_a_retuned_successor_continues_as_if_it_had_run_with_its_settings(retuned: dict[str, object]) -> None:
+    # The squeeze ratio's memory must not carry the predecessor's band width into the successor's.
+    bars = close_bars(random_closes(400, seed=8).tolist())
+    first = ModuleHarness({"bollinger": {}}, symbols=["X"])
+    first.run(bars[:250])
+    second = ModuleHarness({"bollinger": retuned}, symbols=["X"], states=first.export_states())
+    assert second.adopted["bollinger"]
+    continued = second.run(bars[250:], "bollinger")
+    reference = run(retuned, bars)[250:]
+    for got, expected in zip(continued, reference, strict=True):
+        assert got is not None
+        assert expected is not None
+        assert dict(got.features) == pytest.approx(dict(expected.features), rel=1e-9)
+        assert got.prediction == pytest.approx(expected.prediction, rel=1e-9)
+
+
 # ------------------------------------------------------------------ contract
 
 
