@@ -1,15 +1,18 @@
 """Moving-average crossover: trend following on bar closes.
 
-Computes a fast and a slow exponential moving average of the close (EMA with
-alpha = 2 / (n + 1), as in most charting packages) and an exponentially
-weighted volatility of log returns (RiskMetrics, lambda = 1 - 2 / (n + 1)
-over the slow window). The spread (fast - slow) / slow, measured in
-volatility units, is squashed by tanh into the alpha score.
+The dual moving-average rule (e.g. Brock, Lakonishok & LeBaron, "Simple
+technical trading rules and the stochastic properties of stock returns",
+J. Finance 47(5), 1992), with exponential averages: a fast and a slow EMA of
+the close (alpha = 2 / (n + 1) seeded with the first close, pandas
+``ewm(span=n, adjust=False)``) and an exponentially weighted variance of
+log returns (RiskMetrics, J.P. Morgan 1996, lambda = 1 - 2 / (slow + 1),
+starting from 0 at the first bar). The spread (fast - slow) / slow, in
+volatility units z = spread / volatility, is squashed by tanh into alpha.
 
 Inputs: bars. Features: ema_fast, ema_slow, spread, volatility.
-Prediction: alpha = tanh(z / z_scale); mu = information_coefficient x
-alpha x sigma; sigma = volatility x sqrt(horizon_bars); confidence grows
-with warm-up and with |alpha|. O(1) per bar.
+Prediction, from the ``slow``-th bar of a symbol on: alpha = tanh(z / z_scale);
+mu = information_coefficient x alpha x sigma; sigma = volatility x
+sqrt(horizon_bars); confidence = min(1, bars / (2 slow)) x |alpha|. O(1) per bar.
 """
 
 from __future__ import annotations
