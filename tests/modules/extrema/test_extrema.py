@@ -214,15 +214,37 @@ def test_high_low_and_atr_extrema_match_a_hindsight_zigzag(params: dict[str, Any
 def test_prediction_follows_the_documented_rule() -> None:
     bars = random_bars(3000, seed=4)
     trace = run({"reversal_pct": 0.8, "exhaustion_slope": 2.0, "leg_memory": 10}, bars)
+    # The leg statistics rebuilt from the reported legs: EW (span leg_memory) mean and mean square of
+    # the |log| amplitudes, seeded with the first leg.
+    weight = 2.0 / 11.0
+    legs, mean, square, seen = 0, 0.0, 0.0, None
     predicted = 0
     for output in trace:
-        if output is None or output.prediction is None:
+        if output is None:
             continue
-        f, prediction = output.features, output.prediction
-        assert prediction.alpha == pytest.approx(f["direction"] * math.tanh(2.0 * (1.0 - f["leg_progress"])))
-        assert 0.0 <= prediction.confidence <= abs(prediction.alpha) + 1e-12
+        f = output.features
+        key = (f["last_extremum_ts"], f["last_extremum_kind"])
+        if key != seen:
+            seen = key
+            if not math.isnan(f["last_leg_pct"]):
+                amplitude = abs(math.log1p(f["last_leg_pct"]))
+                mean = amplitude if legs == 0 else mean + weight * (amplitude - mean)
+                square = amplitude**2 if legs == 0 else square + weight * (amplitude**2 - square)
+                legs += 1
+        assert (legs == 0 and math.isnan(f["typical_leg"])) or f["typical_leg"] == pytest.approx(mean)
+        prediction = output.prediction
+        assert (prediction is None) == (legs < 3)  # min_legs; the volatility is never 0 here
+        if prediction is None:
+            continue
+        alpha = f["direction"] * math.tanh(2.0 * (1.0 - f["leg_progress"]))
+        assert prediction.alpha == pytest.approx(alpha)
+        regularity = 1.0 / (1.0 + math.sqrt(max(0.0, square - mean * mean)) / mean)
+        assert prediction.confidence == pytest.approx(min(1.0, legs / 10.0) * regularity * abs(alpha), rel=1e-6)
+        assert prediction.sigma == pytest.approx(f["volatility"] * math.sqrt(5))
+        assert prediction.mu == pytest.approx(0.03 * alpha * prediction.sigma)
         predicted += 1
     assert predicted > 2000
+    assert legs > 50
 
 
 # ------------------------------------------------------------------ properties
