@@ -9,6 +9,10 @@ their close time, like every bar in the system (no look-ahead); a REST poll
 sees each trade once (deduplicated by id and time). Network and rate-limit
 errors back off (bounded, jittered) and the stream goes on; a refusal
 (unknown symbol, bad credentials) ends the feed with the venue's reason.
+A dropped websocket is such a network error: the next ``watch_*`` call
+reconnects and subscribes again. ``api_urls`` points the client elsewhere
+(a proxy, the tests' loopback doubles); ``ws.spot`` style keys reach the
+nested websocket entries.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import structlog
 
 from orchestrator.errors import DataError
 from orchestrator.events import Bar, BookUpdate, MarketEvent, Trade
+from orchestrator.execution.ccxt.client import with_url_overrides
 from orchestrator.feeds.base import MarketFeed
 from orchestrator.feeds.ccxt_config import CcxtFeedConfig
 
@@ -100,7 +105,7 @@ class CcxtFeed(MarketFeed):
         if config.sandbox:
             self.client.set_sandbox_mode(True)
         if config.api_urls:
-            self.client.urls["api"] = {**(self.client.urls.get("api") or {}), **config.api_urls}
+            self.client.urls["api"] = with_url_overrides(self.client.urls.get("api"), config.api_urls)
         self._bar_ms = int(self.client.parse_timeframe(config.timeframe) * 1000)
         await self._retrying("load markets", self.client.load_markets)
         missing = [s for s in self._symbols if s not in (self.client.markets or {})]

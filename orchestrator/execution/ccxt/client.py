@@ -3,7 +3,8 @@
 One client per account, with ccxt's rate limiter on. Credentials come from
 the environment only; a missing variable is a clear ``ConfigError`` when the
 daemon starts (not at ``check-config``). Sandbox mode switches the client to
-the venue's testnet URLs before any ``api_urls`` override is applied.
+the venue's testnet URLs before any ``api_urls`` override is applied (a
+dotted key such as ``ws.spot`` overrides one nested entry).
 """
 
 from __future__ import annotations
@@ -55,8 +56,21 @@ def create_client(venue: str, config: CcxtVenueConfig, quirks: VenueQuirks, cred
     if config.sandbox:
         client.set_sandbox_mode(True)
     if config.api_urls:
-        api = client.urls.get("api")
-        if not isinstance(api, dict):
-            api = {}
-        client.urls["api"] = {**api, **config.api_urls}
+        client.urls["api"] = with_url_overrides(client.urls.get("api"), config.api_urls)
     return client
+
+
+def with_url_overrides(api: Any, overrides: Mapping[str, str]) -> dict[str, Any]:
+    """A client's ``urls['api']`` with ``overrides`` applied. A dotted key
+    replaces one nested entry and keeps its siblings (``ws.spot``: Binance's
+    spot websocket streams)."""
+    merged: dict[str, Any] = dict(api) if isinstance(api, dict) else {}
+    for key, url in overrides.items():
+        *parents, leaf = key.split(".")
+        table = merged
+        for parent in parents:
+            child = table.get(parent)
+            table[parent] = child = dict(child) if isinstance(child, dict) else {}
+            table = child
+        table[leaf] = url
+    return merged

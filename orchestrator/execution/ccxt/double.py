@@ -65,6 +65,7 @@ class BinanceDouble:
     accepted: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    book_seq: int = 0  # update id of the book; the websocket double's depth diffs follow it
     port: int = 0
     server: ThreadingHTTPServer | None = None
 
@@ -257,7 +258,7 @@ class BinanceDouble:
         if route == "depth":
             mid = self.prices[params["symbol"]]
             return 200, {
-                "lastUpdateId": now,
+                "lastUpdateId": self.book_seq,
                 "bids": [[f"{mid - 1:.2f}", "1.5"], [f"{mid - 2:.2f}", "3.0"]],
                 "asks": [[f"{mid + 1:.2f}", "1.0"], [f"{mid + 2:.2f}", "2.0"]],
             }

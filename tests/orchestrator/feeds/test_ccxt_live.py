@@ -1,12 +1,17 @@
-"""The live ccxt feed, REST transport, against the loopback Binance double."""
+"""The live ccxt feed against the loopback Binance doubles: REST polling and ccxt.pro websockets."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 
 from orchestrator.errors import DataError
 from orchestrator.events import Bar, BookUpdate, Trade
 from orchestrator.execution.ccxt.double import Fault, start_double
+from orchestrator.execution.ccxt.ws_double import BinanceStreams
 from orchestrator.feeds.ccxt_config import CcxtFeedConfig
 from orchestrator.feeds.ccxt_live import CcxtFeed, uses_websocket
 from orchestrator.feeds.config import FeedConfig
@@ -81,3 +86,76 @@ def test_events_is_not_for_live_feeds() -> None:
     feed = CcxtFeed(CcxtFeedConfig(exchange="binance"), ["BTC/USDT"])
     with pytest.raises(DataError, match="live"):
         next(iter(feed.events()))
+
+
+# ---------------------------------------------------------------- websocket (ccxt.pro watch_*)
+
+
+@pytest.fixture
+def streams(double):
+    server = BinanceStreams(double).start()
+    yield server
+    server.close()
+
+
+async def collect(feed: CcxtFeed, enough: Callable[[dict[type, list[object]]], bool]) -> dict[type, list[object]]:
+    seen: dict[type, list[object]] = {BookUpdate: [], Trade: [], Bar: []}
+    stream = feed.stream()
+    try:
+        async with asyncio.timeout(60):  # give up, never a timing assertion
+            async for event in stream:
+                seen[type(event)].append(event)
+                if enough(seen):
+                    break
+    finally:
+        await stream.aclose()
+    return seen
+
+
+async def test_websocket_feed_streams_through_ccxt_pro_watch(double, streams) -> None:
+    config = feed_config(double, transport="websocket", api_urls={**double.api_urls(), "ws.spot": streams.url})
+    feed = CcxtFeed(config, ["BTC/USDT"])
+    try:
+        seen = await collect(feed, lambda s: len(s[BookUpdate]) >= 3 and len(s[Trade]) >= 3 and len(s[Bar]) >= 1)
+    finally:
+        await feed.aclose()
+    assert feed.websocket
+    assert sorted(streams.subscriptions) == ["btcusdt@depth@100ms", "btcusdt@kline_1m", "btcusdt@trade"]
+    book = seen[BookUpdate][-1]
+    assert isinstance(book, BookUpdate)
+    assert book.bid_prices[0] == 49_999.0
+    assert book.ask_prices[0] == 50_001.0
+    trades = seen[Trade]
+    assert all(isinstance(t, Trade) and t.price == 50_000.0 for t in trades)
+    bar = seen[Bar][0]
+    assert isinstance(bar, Bar)
+    assert bar.ts % 60_000 == 0  # a closed bar, stamped with its close time
+    assert bar.ts <= time.time() * 1000
+    # Pushed, not polled: REST served the book snapshot only, never trades or klines.
+    assert double.count("GET", "/api/v3/depth") == 1
+    assert double.count("GET", "/api/v3/aggTrades") == 0
+    assert double.count("GET", "/api/v3/klines") == 0
+
+
+async def test_websocket_feed_survives_a_dropped_connection(double, streams) -> None:
+    config = feed_config(
+        double, transport="websocket", streams=["trades"], api_urls={**double.api_urls(), "ws.spot": streams.url}
+    )
+    feed = CcxtFeed(config, ["BTC/USDT"])
+    try:
+        await collect(feed, lambda s: len(s[Trade]) >= 3)
+        before = streams.connections
+        stream = feed.stream()
+        count = 0
+        async with asyncio.timeout(60):
+            async for _ in stream:
+                count += 1
+                if count == 2:
+                    streams.drop()
+                if streams.connections > before and count > 5:
+                    break
+        await stream.aclose()
+    finally:
+        await feed.aclose()
+    assert streams.connections > before  # reconnected and subscribed again
+    assert streams.subscriptions.count("btcusdt@trade") >= 2
