@@ -30,6 +30,11 @@ _TEMPLATES: dict[str, str] = {
     "literal_error": "must be one of {expected}",
     "enum": "must be one of {expected}",
     "finite_number": "must be a finite number",
+    "path_type": "must be a path",
+    "string_pattern_mismatch": "must match the pattern {pattern}",
+    "too_long": "must have at most {max_length} item(s)",
+    "string_too_long": "must have at most {max_length} character(s)",
+    "multiple_of": "must be a multiple of {multiple_of}",
 }
 
 

@@ -12,6 +12,7 @@ overridden key also names the variable that set it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -144,24 +145,59 @@ def _deep_copy(node: Any) -> Any:
     return node
 
 
+def _non_finite(node: Any, path: str = "") -> list[str]:
+    """Keys holding ``.inf`` or ``.nan``: YAML has them and pydantic lets them
+    through (an infinite ``max_position_notional`` would be no limit at all)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return [path]
+    if isinstance(node, dict):
+        return [
+            key for name, value in node.items() for key in _non_finite(value, f"{path}.{name}" if path else str(name))
+        ]
+    if isinstance(node, list):
+        return [key for index, value in enumerate(node) for key in _non_finite(value, f"{path}[{index}]")]
+    return []
+
+
+def _covers(key: str, dotted: str) -> bool:
+    return dotted == key or dotted.startswith((key + ".", key + "["))
+
+
 def validate_config(
     raw: Mapping[str, Any], *, label: str, origins: Mapping[str, str] | None = None
 ) -> OrchestratorConfig:
+    """The typed configuration, or ``ConfigError`` listing every problem once, one line each."""
     origins = origins or {}
-    problems = [f"{label}: {key}: secrets come from the environment only, not the file" for key in _secret_keys(raw)]
-    if problems:
-        raise ConfigError(problems, raw=raw)
+
+    def variable_of(dotted: str) -> str | None:
+        return next((v for k, v in origins.items() if _covers(k, dotted)), None)
+
+    flagged: dict[str, str] = {}  # key -> problem, found before the schema sees the values
+    for key in _secret_keys(raw):
+        variable = variable_of(key)
+        flagged[key] = (
+            f"secrets are not settings, not even as overrides: its section names the variable to read (a *_env key)"
+            f" (set by {variable})"
+            if variable
+            else "secrets come from the environment only, not the file"
+        )
+    for key in _non_finite(raw):
+        variable = variable_of(key)
+        flagged.setdefault(key, "must be a finite number" + (f" (set by {variable})" if variable else ""))
+    lines = [f"{label}: {key}: {problem}" for key, problem in flagged.items()]
     try:
-        return OrchestratorConfig.model_validate(raw)
+        config = OrchestratorConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = []
         for line in format_validation_error(exc, file=label):
             dotted = line[len(label) + 2 :].split(": ", 1)[0]
-            variable = next(
-                (v for k, v in origins.items() if dotted == k or dotted.startswith((k + ".", k + "["))), None
-            )
+            if any(_covers(key, dotted) for key in flagged):
+                continue  # already said better above (a NaN is not "must be >= 0")
+            variable = variable_of(dotted)
             lines.append(f"{line} (set by {variable})" if variable else line)
-        raise ConfigError(lines, raw=raw) from None
+    else:
+        if not lines:
+            return config
+    raise ConfigError(lines, raw=raw)
 
 
 def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> LoadedConfig:

@@ -136,6 +136,8 @@ def test_a_problem_in_the_file_names_no_variable(write_config: Callable[..., Pat
             ["modules.ma_crossover.weight: must be >= 0.0"],
         ),
         ("symbols: []\nmodules: {ma_crossover: {}}\n", ["symbols: must have at least 1 item(s)"]),
+        (MINIMAL + "state_dir: [a, b]\n", ["state_dir: must be a path"]),
+        (MINIMAL + "instance: 'my bot!'\n", ["instance: must match the pattern ^[A-Za-z0-9_-]+$"]),
         ("modules: {}\n", ["(top level): name the traded symbols under 'symbols' or 'buckets'"]),
         (
             "symbols: [A]\nbuckets: {b: {symbols: [B]}}\n",
@@ -192,6 +194,40 @@ def test_secret_looking_keys_are_refused(write_config: Callable[..., Path], key_
     problems = problems_of(path)
     assert problems == [f"{path}: {'.'.join(key_path)}: secrets come from the environment only, not the file"]
     assert all("hunter2" not in line for line in problems)
+
+
+def test_a_secret_set_by_an_override_names_its_variable_not_the_file(write_config: Callable[..., Path]) -> None:
+    path = write_config(MINIMAL)
+    problems = problems_of(path, {"ORCHESTRATOR__MQTT__PASSWORD": "hunter2"})
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}: mqtt.password: secrets are not settings")
+    assert problems[0].endswith("(set by ORCHESTRATOR__MQTT__PASSWORD)")
+    assert "not the file" not in problems[0]
+    assert "hunter2" not in problems[0]
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_are_refused_once_per_key(write_config: Callable[..., Path], value: str) -> None:
+    # pydantic accepts inf (and NaN fails only a bound, with a misleading message):
+    # an infinite limit would be no limit at all.
+    path = write_config(
+        f"symbols: [A]\nmodules:\n  ma_crossover: {{weight: {value}, params: {{z_scale: {value}}}}}\n"
+        f"risk: {{max_position_notional: {value}, allocation: lots}}\n"
+    )
+    assert problems_of(path) == [
+        f"{path}: modules.ma_crossover.weight: must be a finite number",
+        f"{path}: modules.ma_crossover.params.z_scale: must be a finite number",
+        f"{path}: risk.max_position_notional: must be a finite number",
+        f"{path}: risk.allocation: must be a number",
+    ]
+
+
+def test_a_non_finite_override_names_its_variable(write_config: Callable[..., Path]) -> None:
+    path = write_config(MINIMAL)
+    variable = "ORCHESTRATOR__RISK__MAX_ORDER_NOTIONAL"
+    assert problems_of(path, {variable: ".inf"}) == [
+        f"{path}: risk.max_order_notional: must be a finite number (set by {variable})"
+    ]
 
 
 def test_keys_that_merely_contain_a_secret_word_are_not_secrets(write_config: Callable[..., Path]) -> None:
