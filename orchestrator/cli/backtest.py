@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,10 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from orchestrator.cli.common import ConfigOption, load, print_problems
+from orchestrator.cli.common import EXIT_USAGE, ConfigOption, load, print_problems
 from orchestrator.config.loader import LoadedConfig, validate_config
 from orchestrator.errors import ConfigError
-from orchestrator.logs import configure_logging
 
 
 def _with_symbols(loaded: LoadedConfig, symbols: tuple[str, ...]) -> LoadedConfig:
@@ -31,6 +31,25 @@ def _with_symbols(loaded: LoadedConfig, symbols: tuple[str, ...]) -> LoadedConfi
     raw = dict(loaded.raw)
     raw["symbols"] = list(symbols)
     return LoadedConfig(validate_config(raw, label=loaded.label), loaded.path, raw, loaded.env_overrides)
+
+
+def progress_every(total: int) -> int:
+    """Events between progress-bar updates: about 200 over a replay, so a small
+    file's bar moves too, and at most 10,000 so a large one's never stalls."""
+    return max(1, min(10_000, total // 200))
+
+
+def json_destination_problem(path: Path) -> str | None:
+    """Why ``--json PATH`` could not be written, checked before the replay so
+    a long backtest's result is not lost to a typo in the path."""
+    if path.is_dir():
+        return f"{path}: --json: is a directory, not a file"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"{path}: --json: the directory {parent} does not exist"
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{path}: --json: not writable"
+    return None
 
 
 def _print_summary(summary: dict[str, Any], elapsed: float, console: Console) -> None:
@@ -77,7 +96,11 @@ def register(app: typer.Typer) -> None:
         from orchestrator.backtest.runner import run_backtest
         from orchestrator.engine.plan import plan_run
         from orchestrator.feeds.replay import ReplayFeed
+        from orchestrator.logs import configure_logging
 
+        if json_out is not None and (problem := json_destination_problem(json_out)) is not None:
+            print_problems([problem])
+            sys.exit(EXIT_USAGE)
         loaded = load(config)
         configure_logging("warning", loaded.config.log.format)
         feed = ReplayFeed(data, symbol=symbol)
@@ -89,8 +112,13 @@ def register(app: typer.Typer) -> None:
             with Progress(*columns, console=console, transient=True) as progress:
                 task = progress.add_task("replay", total=total)
                 result = run_backtest(
-                    plan, feed.events(), sample_ms=sample_ms, progress=lambda n: progress.update(task, completed=n)
+                    plan,
+                    feed.events(),
+                    sample_ms=sample_ms,
+                    progress=lambda n: progress.update(task, completed=n),
+                    progress_every=progress_every(total),
                 )
+                progress.update(task, completed=result.events)
         else:
             result = run_backtest(plan, feed.events(), sample_ms=sample_ms)
         summary = result.summary()

@@ -5,7 +5,10 @@ errors for bad data."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 
 from orchestrator import Bar
 from orchestrator.backtest.runner import run_backtest
+from orchestrator.cli.backtest import json_destination_problem, progress_every
 from orchestrator.config.loader import LoadedConfig, load_config, validate_config
 from orchestrator.engine.plan import plan_run
 from orchestrator.feeds.replay import ReplayFeed
@@ -48,6 +52,16 @@ def write_csv(path: Path, bars: list[Bar], layout: str) -> Path:
     return path
 
 
+def write_parquet(path: Path, bars: list[Bar]) -> Path:
+    """The same bars as a pandas DataFrame with a UTC DatetimeIndex, as ``df.to_parquet()`` writes it."""
+    import pandas as pd
+
+    index = pd.to_datetime([bar.open_ts for bar in bars], unit="ms", utc=True)
+    columns = {name: [getattr(bar, name) for bar in bars] for name in ("open", "high", "low", "close", "volume")}
+    pd.DataFrame(columns, index=index).to_parquet(path)
+    return path
+
+
 Runs = tuple[Path, list[Bar], dict[str, subprocess.CompletedProcess[str]]]
 
 
@@ -64,20 +78,24 @@ def runs(
         layout = name.removesuffix("-again")
         data = write_csv(folder / f"{layout}.csv", bars, layout)
         commands.append(("backtest", "-c", PROFILE, "--data", data, "--json", folder / f"{name}.json"))
+    parquet = folder / "bars.parquet"
+    write_parquet(parquet, bars)
+    commands.append(("backtest", "-c", PROFILE, "--data", parquet, "--json", folder / "parquet.json"))
     bad = folder / "bad.csv"
     rows = [f"{b.open_ts},{b.open},{b.high},{b.low},{b.close},{b.volume}" for b in bars[:20]]
     rows[15] = rows[15].rsplit(",", 2)[0] + ",abc," + rows[15].rsplit(",", 1)[1]  # line 17: close is text
     bad.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
     commands.append(("backtest", "-c", PROFILE, "--data", bad))
     commands.append(("backtest", "-c", PROFILE, "--data", folder / "absent.csv"))
+    commands.append(("backtest", "-c", PROFILE, "--data", parquet, "--json", folder / "no-such-dir" / "out.json"))
     results = run_cli_batch(commands, cwd=folder)
-    return folder, bars, dict(zip([*names, "bad", "absent"], results, strict=True))
+    return folder, bars, dict(zip([*names, "parquet", "bad", "absent", "json-nowhere"], results, strict=True))
 
 
 def test_every_layout_backtests_to_the_same_summary(runs: Runs) -> None:
     folder, bars, results = runs
     summaries = {}
-    for name in LAYOUTS:
+    for name in [*LAYOUTS, "parquet"]:
         done = results[name]
         assert done.returncode == 0, (name, done.stderr)
         assert "Traceback" not in done.stderr
@@ -129,3 +147,58 @@ def test_malformed_data_is_a_one_line_error_naming_file_and_line(runs: Runs) -> 
     absent = results["absent"]
     assert absent.returncode == 2
     assert absent.stderr == f"{folder / 'absent.csv'}: file not found\n"
+
+
+def test_an_unwritable_json_path_is_refused_before_the_replay(runs: Runs) -> None:
+    folder, _, results = runs
+    done = results["json-nowhere"]
+    assert done.returncode == 2
+    target = folder / "no-such-dir" / "out.json"
+    assert done.stderr == f"{target}: --json: the directory {target.parent} does not exist\n"
+    assert done.stdout == "", "refused before replaying, not after"
+
+
+@pytest.mark.parametrize(
+    ("total", "every"), [(0, 1), (150, 1), (3_000, 15), (200_000, 1_000), (2_000_000, 10_000), (10**9, 10_000)]
+)
+def test_the_progress_bar_moves_for_small_and_large_files(total: int, every: int) -> None:
+    assert progress_every(total) == every
+
+
+def test_json_destination_problems(tmp_path: Path) -> None:
+    assert json_destination_problem(tmp_path / "out.json") is None
+    assert json_destination_problem(tmp_path) == f"{tmp_path}: --json: is a directory, not a file"
+
+
+def test_a_terminal_shows_a_progress_bar_and_a_pipe_does_not(
+    runs: Runs, cli_env: Callable[..., dict[str, str]]
+) -> None:
+    folder, _, results = runs
+    assert results["timestamp-ms"].stderr == ""  # captured (not a terminal): no bar
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "backtest", "-c", str(PROFILE), "--data", "timestamp-ms.csv"],
+            cwd=folder,
+            env=cli_env(TERM="xterm", COLUMNS="100"),
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=120) == 0
+    finally:
+        os.close(primary)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "replaying" in screen
+    assert f"/{BARS}" in screen
+    assert "final equity" in screen
