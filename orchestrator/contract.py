@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-import structlog
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.events import Bar, BookUpdate, EventKind, MarketEvent, Trade
@@ -92,6 +91,8 @@ class ModuleContext:
         self.bucket = bucket
         self.symbols = tuple(symbols)
         self.clock = clock
+        import structlog  # here, not at the top: `orchestrator --help` need not load it
+
         self.log = structlog.get_logger("orchestrator.module").bind(module=name, bucket=bucket)
         self.state_dir = state_dir
         self._latest = latest

@@ -12,7 +12,6 @@ import typer
 from orchestrator.cli.common import EXIT_USAGE, print_problems
 from orchestrator.config.loader import load_config
 from orchestrator.config.models import OrchestratorConfig
-from orchestrator.engine.plan import module_problems, plan_run
 from orchestrator.errors import ConfigError
 
 
@@ -20,6 +19,8 @@ def register(app: typer.Typer) -> None:
     @app.command("check-config")
     def check_config(file: Annotated[Path, typer.Argument(help="YAML profile to check")]) -> None:
         """Validate a profile, its environment overrides and every module it names."""
+        from orchestrator.engine.plan import module_problems, plan_run
+
         try:
             plan = plan_run(load_config(file))
         except ConfigError as exc:

@@ -13,11 +13,8 @@ from rich.table import Table
 
 from orchestrator.cli.common import config_path
 from orchestrator.config.loader import load_config
-from orchestrator.engine.plan import plan_run
 from orchestrator.errors import ModuleLoadError
 from orchestrator.plugins.contract import ModuleContract
-from orchestrator.plugins.loader import load_module
-from orchestrator.plugins.sources import available_sources
 
 
 def _contract_row(name: str, contract: ModuleContract, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -36,6 +33,10 @@ def _contract_row(name: str, contract: ModuleContract, params: dict[str, Any] | 
 
 
 def _rows(config: Path | None) -> list[dict[str, Any]]:
+    from orchestrator.engine.plan import plan_run
+    from orchestrator.plugins.loader import load_module
+    from orchestrator.plugins.sources import available_sources
+
     if config is not None:
         plan = plan_run(load_config(config_path(config)))
         rows = []

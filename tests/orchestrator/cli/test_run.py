@@ -91,6 +91,16 @@ def test_a_replay_runs_to_its_end_and_exits_0(
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    # The first line comes before the slow start-up, so an operator sees at once what starts.
+    starting = events[0]
+    assert starting["event"] == "starting"
+    assert (starting["feed"], starting["venue"], starting["symbols"], starting["modules"]) == (
+        "replay",
+        "paper",
+        ["BTC"],
+        1,
+    )
+    assert starting["config"] == str(path)
     stopped = events[-1]
     assert (stopped["event"], stopped["reason"], stopped["events"]) == ("stopped", "feed ended", 200)
     assert any(e["event"] == "fill" for e in events)
