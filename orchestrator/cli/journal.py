@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,13 +39,18 @@ def register(app: typer.Typer) -> None:
             path = loaded.config.journal.resolve_path(loaded.config.state_dir)
         try:
             journal = OrderJournal(path, create=False)
-            orders = journal.orders(symbol=symbol, trace_id=trace, limit=limit)
-            fills = journal.fills(symbol=symbol, trace_id=trace, limit=limit)
-            denials = journal.denials(symbol=symbol, trace_id=trace, limit=limit)
-            journal.close()
         except JournalError as exc:
             print_problems([str(exc)])
             sys.exit(EXIT_USAGE)
+        try:
+            orders = journal.orders(symbol=symbol, trace_id=trace, limit=limit)
+            fills = journal.fills(symbol=symbol, trace_id=trace, limit=limit)
+            denials = journal.denials(symbol=symbol, trace_id=trace, limit=limit)
+        except sqlite3.Error as exc:
+            print_problems([f"{path}: not an order journal ({exc})"])
+            sys.exit(EXIT_USAGE)
+        finally:
+            journal.close()
         if as_json:
             payload = {
                 "orders": [o.to_json() for o in orders],

@@ -144,3 +144,33 @@ def test_cli_without_a_journal_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["journal", "--path", str(tmp_path / "none.sqlite")])
     assert result.exit_code == 2
     assert "no journal here" in result.output
+
+
+def test_journal_is_sqlite_in_wal_mode_and_readable_while_written(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    writer = JournalWriter(path)
+    writer.start()
+    try:
+        writer.put(intent("ow1n0", "w-1"))
+        writer.flush()
+        outside = sqlite3.connect(path)
+        assert outside.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # A write transaction held open (the daemon mid-batch) does not block a reader (the CLI).
+        outside.execute("BEGIN IMMEDIATE")
+        outside.execute("UPDATE orders SET status = 'open'")
+        result = CliRunner().invoke(app, ["journal", "--path", str(path), "--json"])
+        outside.execute("ROLLBACK")
+        outside.close()
+    finally:
+        writer.stop()
+    assert result.exit_code == 0, result.output
+    assert [o["status"] for o in json.loads(result.output)["orders"]] == ["pending"]
+
+
+def test_cli_on_a_database_that_is_no_journal_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    result = CliRunner().invoke(app, ["journal", "--path", str(path)])
+    assert result.exit_code == 2
+    assert "not an order journal" in result.output
+    assert "Traceback" not in result.output
