@@ -119,6 +119,7 @@ async def test_rate_limit_backs_off_and_resends_with_the_same_id(venue, status: 
     await wait_for(lambda: recorder.final("ot1n0"))
     sent = posts(double)
     assert [p["newClientOrderId"] for p in sent] == ["ot1n0", "ot1n0"]
+    assert double.count("GET", ORDER_PATH) == 0  # refused unprocessed: nothing to look up
     assert len(double.orders_with("ot1n0")) == 1
     assert recorder.final("ot1n0").status is OrderStatus.FILLED  # type: ignore[union-attr]
 
@@ -229,6 +230,10 @@ async def test_reads_retry_network_errors_but_not_refusals(venue) -> None:
         await adapter.balances()
     assert raised.value.kind is ErrorKind.TRANSIENT
     assert double.count("GET", "/api/v3/account") == 4 + 1 + adapter.config.read_retries
+    before = double.count("GET", "/api/v3/account")
+    double.inject(Fault("GET", "/api/v3/account", "http", status=429, count=2, body={"code": -1003, "msg": "slow"}))
+    assert (await adapter.balances())["USDT"] == pytest.approx(100_000.0)  # rate limit: waited, asked again
+    assert double.count("GET", "/api/v3/account") == before + 3
 
 
 async def test_cancel_of_a_queued_order_means_it_is_never_sent(venue) -> None:
