@@ -20,10 +20,11 @@ module joins midway (its first bar opens after the session began: a daemon
 started at 14:00 has not seen the morning) has an incomplete high and low,
 so no levels are taken from it unless ``use_partial_session``.
 
-Swing pivots: a Williams fractal high is a bar whose high is strictly above
-the highs of the ``fractal_n`` bars on each side (lows mirrored), which is
-exactly ``scipy.signal.argrelextrema(high, np.greater, order=n)``. It is
-reported only when confirmed, ``fractal_n`` bars after the fractal bar.
+Swing pivots (B. Williams, "Trading Chaos", 1995): a fractal high is a bar
+whose high is strictly above the highs of the ``fractal_n`` bars on each side
+(lows mirrored), which is exactly ``scipy.signal.argrelextrema(high,
+np.greater, order=n)``. It is reported only when confirmed, ``fractal_n``
+bars after the fractal bar.
 
 Inputs: bars. Features: every level of every family (``classic_r1``,
 ``fib_p``, ``camarilla_s4``, ``woodie_r2`` ...), and for the family chosen by
