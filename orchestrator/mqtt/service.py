@@ -1,15 +1,18 @@
 """``MqttService``: the daemon service that owns the broker connection.
 
-One task (``run``) holds the connection and reconnects with jittered
-exponential backoff; while connected, named tasks in a TaskGroup publish from
-the outbox, answer commands and send heartbeats. A separate loop keeps the
-retained values (status, module health) current whether or not the broker
-is there, so a reconnect republishes the present state, not a backlog.
+One task, made by ``start``, holds the connection and reconnects with
+jittered exponential backoff; while connected, named tasks in a TaskGroup
+publish from the outbox, answer commands and send heartbeats. A separate
+loop keeps the retained values (status, module health) current whether or
+not the broker is there, so a reconnect republishes the present state, not
+a backlog.
 
 The daemon trades on while the broker is away: nothing on the event path
 waits for MQTT. The broker publishes the last will (retained ``offline``)
-if the daemon dies; a clean stop publishes ``offline`` itself, after a last
-status, before disconnecting.
+if the daemon dies. A clean stop keeps the connection through the
+shutdown (the orders it cancels are published, and the status follows
+them) and publishes a last status and ``offline`` itself in ``stop``, the
+services' step of the shutdown, before disconnecting.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ FLUSH_TIMEOUT_S = 1.0  # best effort for queued streams at a clean stop
 GOODBYE_TIMEOUT_S = 5.0  # the last status and offline
 
 
-class _DaemonStopping(Exception):
-    """Ends the connection's task group when the daemon stops."""
+class _Closing(Exception):
+    """Ends the connection's task group when the service stops."""
 
 
 class MqttService:
@@ -83,6 +86,8 @@ class MqttService:
         self.embedded = EmbeddedBroker(config.embedded_broker) if config.uses_embedded_broker else None
         self.connected = asyncio.Event()
         self.connections = 0
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self._status_at = -math.inf
         self._modules_at = -math.inf
         self._module_sent: dict[str, tuple[tuple[object, ...], float]] = {}  # topic -> (signature, monotonic)
@@ -102,23 +107,51 @@ class MqttService:
                 )
         self._refresh_status()
         self._refresh_modules(force=True)
+        # Not run's task: the daemon cancels that as soon as it starts
+        # stopping, while orders are still being cancelled at the venues.
+        self._task = asyncio.create_task(self._serve_until_closed(), name="mqtt-connection")
 
     async def run(self) -> None:
-        """Until the daemon stops (or this task is cancelled)."""
+        """Until the daemon starts stopping; the connection lives on until ``stop``."""
+        task = self._task
+        if task is None:
+            raise RuntimeError("MqttService.run before start")
+        stopping = asyncio.ensure_future(self.daemon.stopping.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if task.done() and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error  # a bug, not a broker outage (those are retried): let the daemon see it
+
+    async def stop(self) -> None:
+        """The last status and ``offline``, then disconnect (bounded)."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._closing.set()
+            if not self.connected.is_set():
+                task.cancel()  # waiting out a backoff or a connect attempt: nothing to say goodbye on
+            bound = FLUSH_TIMEOUT_S + GOODBYE_TIMEOUT_S + 1.0
+            done, _ = await asyncio.wait({task}, timeout=bound)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task})
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    async def _serve_until_closed(self) -> None:
         async with asyncio.TaskGroup() as group:
             state = group.create_task(self._state_loop(), name="mqtt-state")
             await self._connection_loop()
             state.cancel()
 
-    async def stop(self) -> None:
-        if self.embedded is not None:
-            await self.embedded.stop()
-
     # ----------------------------------------------------------- connection
 
     async def _connection_loop(self) -> None:
         backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
-        while not self.daemon.stopping.is_set():
+        while not self._closing.is_set():
             client = make_client(
                 self.config,
                 address=self.address,
@@ -131,7 +164,7 @@ class MqttService:
                 async with client:
                     backoff.reset()
                     await self._serve(client)
-                if self.daemon.stopping.is_set():
+                if self._closing.is_set():
                     return
             except* aiomqtt.MqttError as group:
                 error = "; ".join(str(exc) for exc in group.exceptions)
@@ -142,15 +175,17 @@ class MqttService:
             # One warning per outage; the retries after it only at debug.
             emit = log.warning if backoff.attempts == 1 else log.debug
             emit("mqtt_disconnected", broker=self.address.url, error=error, retry_in_s=round(delay, 2))
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        """One connection, until it breaks or the daemon stops.
+        """One connection, until it breaks or the service stops.
 
-        The daemon's stop is watched as an event, not only met as a
-        cancellation: on Python 3.11 ``asyncio.wait_for`` (which aiomqtt uses
-        for every ack) can swallow a cancellation that races with the ack,
-        and the offline announcement must not depend on that race."""
+        The stop is watched as an event, not only met as a cancellation: on
+        Python 3.11 ``asyncio.wait_for`` (which aiomqtt uses for every ack)
+        can swallow a cancellation that races with the ack, and the offline
+        announcement must not depend on that race."""
         try:
             try:
                 await self._announce(client)
@@ -161,12 +196,12 @@ class MqttService:
                     commands=self.commands is not None,
                 )
                 async with asyncio.TaskGroup() as group:
-                    group.create_task(self._watch_stopping(), name="mqtt-stop")
+                    group.create_task(self._watch_closing(), name="mqtt-stop")
                     group.create_task(self._publish_loop(client), name="mqtt-publish")
                     group.create_task(self._heartbeat_loop(), name="mqtt-heartbeat")
                     if self.commands is not None:
                         group.create_task(self._command_loop(client), name="mqtt-commands")
-            except* _DaemonStopping:
+            except* _Closing:
                 await self._goodbye(client)
         except asyncio.CancelledError:
             await self._goodbye(client)
@@ -174,9 +209,9 @@ class MqttService:
         finally:
             self.connected.clear()
 
-    async def _watch_stopping(self) -> None:
-        await self.daemon.stopping.wait()
-        raise _DaemonStopping
+    async def _watch_closing(self) -> None:
+        await self._closing.wait()
+        raise _Closing
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Online, the command subscription, and every retained value again."""
@@ -275,7 +310,10 @@ class MqttService:
         config = self.config
         while True:
             try:
-                self._refresh_modules()
+                # The shutdown stops the modules (they leave the pipeline):
+                # their last health stays retained rather than being cleared.
+                if not self.daemon.stopping.is_set():
+                    self._refresh_modules()
             except Exception:  # keep status going without module health
                 log.exception("mqtt_module_health_failed")
             since = time.monotonic() - self._status_at

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import time
 
+import yaml
+
 from orchestrator.config.loader import load_config
 from orchestrator.daemon import Daemon
 
@@ -142,9 +144,9 @@ async def test_a_module_that_leaves_has_its_retained_health_cleared(mosquitto, k
     assert later.on(f"{PREFIX}/modules/ma_crossover") == []
 
 
-async def test_a_cancelled_service_still_says_offline(mosquitto, kit, subscribe):
-    # The daemon normally stops the service through its stop event; a bare
-    # cancellation (the other way a task ends) must say offline too.
+async def test_the_connection_outlives_run_and_stop_says_offline(mosquitto, kit, subscribe):
+    # The daemon cancels run() as soon as it starts stopping; the connection
+    # must last until stop(), the services' step at the end of the shutdown.
     daemon = Daemon(load_config(kit.config(kit.mqtt(mosquitto)), env={}))
     service = kit.service(daemon)
     await service.start()
@@ -153,8 +155,28 @@ async def test_a_cancelled_service_still_says_offline(mosquitto, kit, subscribe)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await service.stop()
+    async with subscribe(mosquitto.port, f"{PREFIX}/online", f"{PREFIX}/heartbeat") as watcher:
+        await watcher.wait_for(lambda m: m.topic == f"{PREFIX}/heartbeat")  # still publishing
+        assert service.connected.is_set()
+        await service.stop()
+        await watcher.wait_for(lambda m: m.topic == f"{PREFIX}/online" and m.payload == b"offline")
     daemon.engine.stop_modules()
-    async with subscribe(mosquitto.port, f"{PREFIX}/online") as later:
-        online = await later.wait_for(lambda m: m.topic == f"{PREFIX}/online")
-    assert online.payload == b"offline"
+    assert not service.connected.is_set()
+
+
+async def test_a_clean_stop_publishes_its_cancels_and_final_status_before_offline(mosquitto, kit, subscribe):
+    mqtt = kit.mqtt(mosquitto, orders={"max_per_s": 10000, "burst": 10000})
+    path = kit.config(mqtt, speed=20.0)
+    document = yaml.safe_load(path.read_text())
+    document["execution"].update(order_type="limit", limit_offset_bps=-300)  # passive: orders rest at the venue
+    path.write_text(yaml.safe_dump(document))
+    async with subscribe(mosquitto.port, f"{PREFIX}/#") as watcher:
+        async with kit.run(path) as daemon:
+            await kit.until(lambda: daemon.engine.open_order_count > 0, "an open order")
+        offline = await watcher.wait_for(lambda m: m.topic == f"{PREFIX}/online" and m.payload == b"offline")
+    before = watcher.messages[: watcher.messages.index(offline)]
+    updates = [m.json() for m in before if m.topic == f"{PREFIX}/orders" and m.json()["event"] == "update"]
+    assert any(u["status"] == "canceled" for u in updates)
+    last_status = [m for m in before if m.topic == f"{PREFIX}/status"][-1].json()
+    assert last_status["open_orders"] == 0
+    assert daemon.engine.open_order_count == 0
