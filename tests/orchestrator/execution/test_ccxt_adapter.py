@@ -230,6 +230,8 @@ async def test_reads_retry_network_errors_but_not_refusals(venue) -> None:
         await adapter.balances()
     assert raised.value.kind is ErrorKind.TRANSIENT
     assert double.count("GET", "/api/v3/account") == 4 + 1 + adapter.config.read_retries
+    with double.lock:
+        double.faults.clear()  # the venue is back
     before = double.count("GET", "/api/v3/account")
     double.inject(Fault("GET", "/api/v3/account", "http", status=429, count=2, body={"code": -1003, "msg": "slow"}))
     assert (await adapter.balances())["USDT"] == pytest.approx(100_000.0)  # rate limit: waited, asked again
