@@ -71,7 +71,3 @@ class RiskStateStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("risk_state_unreadable", path=str(self.path), error=f"{type(exc).__name__}: {exc}")
             return SavedRiskState(TradingState.HALTED, f"risk state file {self.path} unreadable: {exc}", 0)
-
-
-def _optional_float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]

@@ -1,13 +1,17 @@
-"""The error policy as a table: each ccxt exception class and what it means, and the backoff's bounds."""
+"""The error policy as a table (each ccxt exception class and what it means), the backoff's bounds, the client."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import ccxt
 import pytest
 
+from orchestrator.execution.ccxt.client import create_client, with_url_overrides
+from orchestrator.execution.ccxt.config import CcxtVenueConfig
 from orchestrator.execution.ccxt.errors import ErrorKind, VenueAnswerError, classify
+from orchestrator.execution.ccxt.quirks import quirks_for
 from orchestrator.execution.ccxt.retry import Backoff
 
 
@@ -54,3 +58,23 @@ def test_backoff_is_jittered_and_bounded() -> None:
         assert len(set(delays)) > 100  # jittered, not one fixed schedule
         limited = [backoff.delay(attempt, ErrorKind.RATE_LIMITED) for _ in range(200)]
         assert all(0.1 <= d <= 2.0 for d in limited)  # a rate limit always waits at least the base
+
+
+def test_sandbox_switches_to_testnet_urls_and_overrides_apply_after() -> None:
+    config = CcxtVenueConfig(exchange="binance", sandbox=True, api_urls={"ws.spot": "ws://127.0.0.1:1/stream/ws"})
+    client = create_client("binance", config, quirks_for("binance"), {"apiKey": "k", "secret": "s"})
+    try:
+        api = client.urls["api"]
+        assert "testnet" in api["public"]  # set_sandbox_mode ran
+        assert api["ws"] == {"spot": "ws://127.0.0.1:1/stream/ws"}  # a dotted key makes a nested entry
+        assert client.enableRateLimit
+    finally:
+        asyncio.run(client.close())
+
+
+def test_a_dotted_override_replaces_one_nested_entry_and_keeps_its_siblings() -> None:
+    api = {"public": "https://a", "ws": {"spot": "wss://s", "linear": "wss://l"}}
+    merged = with_url_overrides(api, {"ws.spot": "ws://127.0.0.1:9/stream/ws", "public": "http://127.0.0.1:9"})
+    assert merged == {"public": "http://127.0.0.1:9", "ws": {"spot": "ws://127.0.0.1:9/stream/ws", "linear": "wss://l"}}
+    assert api["ws"]["spot"] == "wss://s"  # the client's own table is not changed in place
+    assert with_url_overrides("https://flat", {"public": "http://x"}) == {"public": "http://x"}
