@@ -18,8 +18,11 @@ from orchestrator.plugins.contract import ModuleContract
 
 
 def _contract_row(name: str, contract: ModuleContract, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    described = {p.name: (params or {}).get(p.name, p.default) for p in contract.params()}
-    return {
+    """A module's contract; with ``params`` (a profile's), its values and, under
+    ``defaults``, what each would be unconfigured."""
+    defaults = {p.name: p.default for p in contract.params()}
+    described = {key: (params or {}).get(key, default) for key, default in defaults.items()}
+    row: dict[str, Any] = {
         "name": name,
         "implementation": contract.name,
         "version": contract.version,
@@ -30,6 +33,18 @@ def _contract_row(name: str, contract: ModuleContract, params: dict[str, Any] | 
         "params": described,
         "summary": contract.summary,
     }
+    if params is not None:
+        row["defaults"] = defaults
+    return row
+
+
+def _params_cell(row: dict[str, Any]) -> str:
+    """``fast=4 (default 10), slow=30``: a configured value shows its default when it differs."""
+    defaults = row.get("defaults", {})
+    return ", ".join(
+        f"{key}={value}" + (f" (default {defaults[key]})" if key in defaults and defaults[key] != value else "")
+        for key, value in row["params"].items()
+    )
 
 
 def _rows(config: Path | None) -> list[dict[str, Any]]:
@@ -82,7 +97,8 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(rows, indent=2, default=str))
             return
         table = Table(title="modules" if config is None else f"modules of {config}")
-        for column in ("name", "version", "consumes", "depends on", "parameters (default)"):
+        parameters = "parameters (default)" if config is None else "parameters (configured)"
+        for column in ("name", "version", "consumes", "depends on", parameters):
             table.add_column(column, overflow="fold")
         for row in rows:
             if "error" in row:
@@ -96,6 +112,6 @@ def register(app: typer.Typer) -> None:
                 escape(row["version"]),
                 ", ".join(row["consumes"]) or "-",
                 escape(", ".join(row["depends_on"])) or "-",
-                escape(", ".join(f"{k}={v}" for k, v in row["params"].items())) or "-",
+                escape(_params_cell(row)) or "-",
             )
         Console(width=160).print(table)

@@ -30,12 +30,14 @@ def listings(distribution: Path, tmp_path_factory: pytest.TempPathFactory, run_c
             (("modules", "--json"), {"PYTHONPATH": str(distribution)}),
             ("modules", "-c", REPO / "config" / "default.yaml"),
             ("modules", "--json", "--config", profile),
+            ("modules", "-c", profile),
         ]
     )
     for done in runs:
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
-    return dict(zip(("table", "json", "profile_table", "profile_json"), runs, strict=True))
+    names = ("table", "json", "profile_table", "profile_json", "custom_table")
+    return dict(zip(names, runs, strict=True))
 
 
 def test_the_table_lists_version_event_kinds_and_parameter_defaults(listings: dict[str, Any]) -> None:
@@ -80,6 +82,7 @@ def test_the_modules_of_a_profile_with_their_configured_params(listings: dict[st
         "default",
     )
     assert configured["params"] == {**MA_DEFAULTS, "fast": 4}
+    assert configured["defaults"] == MA_DEFAULTS
     assert configured["latency_budget_us"] == 50.0
 
 
@@ -87,11 +90,9 @@ def test_the_profile_table_names_the_bucket(listings: dict[str, Any]) -> None:
     assert "ma_crossover [default]" in listings["profile_table"].stdout
 
 
-def test_modules_of_a_bad_profile_fails_cleanly(
-    write_config: Callable[..., Path], run_cli: Callable[..., subprocess.CompletedProcess[str]]
-) -> None:
-    path = write_config("symbols: [A]\nmodules:\n  nope: {}\n")
-    done = run_cli("modules", "-c", path)
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert done.stderr.startswith(f"{path}: modules.nope: unknown module")
+def test_a_configured_parameter_shows_its_default_when_it_differs(listings: dict[str, Any]) -> None:
+    custom = listings["custom_table"].stdout
+    assert "parameters (configured)" in custom
+    assert "fast=4 (default 10), slow=30, z_scale=2.0" in custom
+    # The default profile sets ma_crossover's parameters to their defaults: shown plainly.
+    assert "(default " not in listings["profile_table"].stdout
