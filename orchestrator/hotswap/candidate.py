@@ -18,7 +18,6 @@ just after start):
 from __future__ import annotations
 
 import contextlib
-import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,13 +32,13 @@ from orchestrator.engine.slot import ModuleSlot
 from orchestrator.engine.state_store import ModuleStateStore
 from orchestrator.errors import ModuleLoadError, OrchestratorError
 from orchestrator.events import EventKind, MarketEvent
+from orchestrator.hotswap.gil import Checkpoint, no_checkpoint
 from orchestrator.hotswap.recorder import RecordedSample
 from orchestrator.hotswap.transition import BucketChange, Transition
 from orchestrator.plugins.loader import instantiate
 
 _NEVER_ISOLATE = EngineConfig(isolate_after_errors=10**9, isolate_after_overruns=10**9)
 _NO_BUDGET_US = 1e9  # a busy machine must not fail a check for slowness; budgets are the pipeline's business
-_YIELD_EVERY = 32  # sample events between two offers of the GIL to the event loop
 
 
 class CheckFailed(OrchestratorError):
@@ -107,7 +106,9 @@ def check_closure(bucket: BucketPlan, changed: set[str]) -> list[ModulePlan]:
     return [m for m in bucket.modules if m.name in needed]
 
 
-def pipeline_check(bucket: BucketPlan, changed: set[str], sample: Sequence[MarketEvent]) -> list[str]:
+def pipeline_check(
+    bucket: BucketPlan, changed: set[str], sample: Sequence[MarketEvent], checkpoint: Checkpoint = no_checkpoint
+) -> list[str]:
     """Run ``sample`` through a scratch pipeline of the changed modules'
     closure; every error any of them raised is a problem."""
     scratch = BucketPipeline(
@@ -119,6 +120,7 @@ def pipeline_check(bucket: BucketPlan, changed: set[str], sample: Sequence[Marke
     )
     problems: list[str] = []
     for plan in check_closure(bucket, changed):
+        checkpoint()
         slot = build_slot(scratch, ModulePlan(plan.name, plan.loaded, plan.params, plan.weight, _NO_BUDGET_US))
         try:
             scratch.add(slot)
@@ -127,9 +129,10 @@ def pipeline_check(bucket: BucketPlan, changed: set[str], sample: Sequence[Marke
             return problems
     symbols = set(bucket.symbols)
     try:
-        for index, event in enumerate(sample):
-            if index % _YIELD_EVERY == 0:
-                time.sleep(0)  # let the event loop's thread have the GIL: the serving modules come first
+        # ``checkpoint``, not ``time.sleep(0)``: a brief release of the GIL
+        # restarts the waiting loop thread's switch timer and starves it (see ``gil``).
+        for event in sample:
+            checkpoint()
             if event.symbol not in symbols:
                 continue
             scratch.clock.now = event.ts
@@ -159,6 +162,7 @@ def prepare_transition(
     sample: RecordedSample,
     *,
     store: ModuleStateStore | None,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> list[PreparedBucket]:
     """Build and check every new instance of ``transition`` (in a worker
     thread). Raises ``CheckFailed`` with every problem found; then nothing
@@ -177,12 +181,14 @@ def prepare_transition(
         events = sample.events_for(bucket.symbols, _consumed(bucket, changed))
         bucket_problems: list[str] = []
         for plan in new:
+            checkpoint()
             bucket_problems.extend(f"{_describe(plan, change.bucket, many)}: {p}" for p in own_self_check(plan, events))
         if not bucket_problems:
-            bucket_problems.extend(pipeline_check(bucket, changed, events))
+            bucket_problems.extend(pipeline_check(bucket, changed, events, checkpoint))
         if bucket_problems:
             problems.extend(bucket_problems)
             continue
+        checkpoint()
         try:
             prepared.append(_build(change, pipelines[change.bucket], transition.target, store))
         except ModuleLoadError as exc:  # built once for the check, but a constructor may still refuse

@@ -1,43 +1,27 @@
 """Loading changed module code in a worker thread, gently.
 
-New code is executed off the event path; these helpers decide what needs
-loading (content hashes, not timestamps: a save of identical bytes is no
-change) and keep the worker from holding the GIL in long slices while the
-event loop's thread is busy serving.
+New code is executed off the event path (``gil.run_aside``); these helpers
+decide what needs loading (content hashes, not timestamps: a save of
+identical bytes is no change) and forget what a given-up load left behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from orchestrator.errors import ModuleLoadError
+from orchestrator.hotswap.gil import Checkpoint, no_checkpoint
 from orchestrator.plugins.loader import LoadedModule, load_module
 from orchestrator.plugins.sources import ModuleSource
 
-PREPARE_SWITCH_INTERVAL_S = 0.0005
-
-
-@contextlib.contextmanager
-def short_gil_slices() -> Iterator[None]:
-    """Lower the interpreter's GIL switch interval while a worker thread loads
-    and checks new code. The event loop's thread is busy processing events;
-    with the default 5 ms it may wait that long each time the worker holds
-    the GIL. With 0.5 ms the serving modules are held up at most about that
-    (plus any single C call of the worker, such as compiling the file)."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, PREPARE_SWITCH_INTERVAL_S))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
 
 def load_changed(
-    sources: Mapping[str, ModuleSource], serving: Mapping[str, LoadedModule], force: bool
+    sources: Mapping[str, ModuleSource],
+    serving: Mapping[str, LoadedModule],
+    force: bool,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> tuple[dict[str, LoadedModule], dict[str, ModuleLoadError], list[str]]:
     """Load (in a worker thread) every source whose content differs from the
     serving version's, or all of them when ``force``."""
@@ -45,6 +29,7 @@ def load_changed(
     failed: dict[str, ModuleLoadError] = {}
     unchanged: list[str] = []
     for key, source in sources.items():
+        checkpoint()
         if not force and same_source(source, serving[key]):
             unchanged.append(key)
             continue
@@ -53,6 +38,12 @@ def load_changed(
         except ModuleLoadError as exc:
             failed[key] = exc
     return fresh, failed, unchanged
+
+
+def forget_loaded(loaded: tuple[dict[str, LoadedModule], dict[str, ModuleLoadError], list[str]]) -> None:
+    """``discard`` for a ``load_changed`` that finished after it was given up."""
+    for module in loaded[0].values():
+        module.unload()
 
 
 def file_digest(path: Path | None) -> str | None:

@@ -38,7 +38,8 @@ from orchestrator.errors import ConfigError, ModuleLoadError
 from orchestrator.hotswap.apply import ApplyReport, apply_transition
 from orchestrator.hotswap.candidate import CheckFailed, PreparedBucket, prepare_transition
 from orchestrator.hotswap.config_reload import edited, effective_config, shadowing_buckets
-from orchestrator.hotswap.loading import file_digest, load_changed, short_gil_slices
+from orchestrator.hotswap.gil import Checkpoint, run_aside
+from orchestrator.hotswap.loading import file_digest, forget_loaded, load_changed
 from orchestrator.hotswap.notices import ChangeNotices
 from orchestrator.hotswap.recorder import RecentEvents
 from orchestrator.hotswap.report import ChangeKind, ModuleChange, module_row
@@ -234,16 +235,24 @@ class ModuleManager:
         pipelines = dict(self.engine.pipelines)
         store = self.store
 
-        def job() -> tuple[Transition, list[PreparedBucket]]:
+        def job(checkpoint: Checkpoint) -> tuple[Transition, list[PreparedBucket]]:
             transition = diff_plans(running, make_target())
             if transition.is_empty:
                 return transition, []
-            return transition, prepare_transition(transition, pipelines, sample, store=store)
+            checkpoint()
+            return transition, prepare_transition(transition, pipelines, sample, store=store, checkpoint=checkpoint)
+
+        def discard(late: tuple[Transition, list[PreparedBucket]]) -> None:
+            # Given up on, then finished: forget what the plan loaded (a new
+            # ``module:`` or ``path``); the serving versions are not in question.
+            serving = {id(module) for module in running.implementations.values()}
+            for module in late[0].target.implementations.values():
+                if id(module) not in serving:
+                    module.unload()
 
         started = time.perf_counter()
         timeout = self.loaded.config.hot_swap.check_timeout_s
-        with short_gil_slices():
-            transition, prepared = await asyncio.wait_for(asyncio.to_thread(job), timeout)
+        transition, prepared = await run_aside(job, timeout_s=timeout, name="hot-swap-check", discard=discard)
         return transition, prepared, (time.perf_counter() - started) * 1000.0
 
     async def _reload_code(self, sources: Mapping[str, ModuleSource], *, force: bool) -> CommandResult:
@@ -253,10 +262,12 @@ class ModuleManager:
         timeout = self.loaded.config.hot_swap.check_timeout_s
         started = time.perf_counter()
         try:
-            with short_gil_slices():
-                fresh, failed, unchanged = await asyncio.wait_for(
-                    asyncio.to_thread(load_changed, sources, serving, force), timeout
-                )
+            fresh, failed, unchanged = await run_aside(
+                lambda checkpoint: load_changed(sources, serving, force, checkpoint),
+                timeout_s=timeout,
+                name="hot-swap-load",
+                discard=forget_loaded,
+            )
         except TimeoutError as exc:
             for key in sources:
                 self.notices.reload_failed(key, serving[key], _problems(exc), None, self._slots())
@@ -345,6 +356,9 @@ class ModuleManager:
         self.generation += 1
         self._changed.set()
         self._changed = asyncio.Event()
+        # Serve the events that waited for the swap before the bookkeeping
+        # (module objects, logs): the event path waits for the swap alone.
+        await asyncio.sleep(0)
         serving_ids = {id(slot.loaded) for slot in self._slots()}
         retired: dict[int, LoadedModule] = {}
         for module in [*before, *transition.target.implementations.values(), *fresh]:

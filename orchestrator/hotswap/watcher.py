@@ -22,6 +22,7 @@ import structlog
 import watchfiles
 
 from orchestrator.hotswap.config import HotSwapConfig
+from orchestrator.hotswap.gil import lend_while_busy
 from orchestrator.hotswap.manager import ModuleManager
 from orchestrator.hotswap.watchset import WatchSet
 
@@ -69,6 +70,18 @@ class SourceWatcher:
         return None
 
     async def run(self) -> None:
+        # watchfiles' thread needs the GIL after every step, and a feed that
+        # keeps the loop busy would starve it (see ``gil``): saves would be
+        # seen late, by up to seconds on a loaded machine.
+        lender = asyncio.create_task(lend_while_busy(), name="module-watcher-gil")
+        try:
+            await self._watch()
+        finally:
+            lender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lender
+
+    async def _watch(self) -> None:
         first = True
         while True:
             generation = self.manager.generation
