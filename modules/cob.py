@@ -29,7 +29,9 @@ confidence = |EW correlation| (sqrt of the uncentred R^2) times a warm-up
 ramp over the number of resolved pairs. No prediction before ``min_samples``.
 
 Inputs: book updates. Empty sides are skipped; crossed books are reported as
-they are. Complexity: O(book depth) per update, O(1) amortised for the fit.
+they are. Complexity: per update, the signal's ``signal_levels`` sizes and
+O(1) amortised for the fit; the features above are ``LazyFeatures``,
+computed (O(book depth)) only for updates whose features someone reads.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from orchestrator import (
     AnalysisModule,
     BookUpdate,
     EventKind,
+    LazyFeatures,
     ModuleContext,
     ModuleOutput,
     ModuleParams,
@@ -71,26 +74,6 @@ class CobParams(ModuleParams):
     alpha_gain: float = Field(2.0, gt=0.0, description="k in alpha = tanh(mu / sigma x k)")
 
 
-class _Ladder:
-    """One side's prices and what depends on them alone, cached: most updates
-    move sizes, not prices."""
-
-    __slots__ = ("centred", "prices", "spread_of_prices", "weighted_prices")
-
-    def __init__(self) -> None:
-        self.prices: tuple[float, ...] = ()
-        self.weighted_prices: tuple[float, ...] = ()  # the first ``weighted_levels`` prices
-        self.centred: list[float] = []  # prices minus their mean, for the slope
-        self.spread_of_prices = 0.0  # sum of squared deviations from the mean price
-
-    def refresh(self, prices: tuple[float, ...], weighted_levels: int) -> None:
-        mean = sum(prices) / len(prices)
-        self.prices = prices
-        self.weighted_prices = prices[:weighted_levels]
-        self.centred = [p - mean for p in prices]
-        self.spread_of_prices = sum(map(mul, self.centred, self.centred))
-
-
 @dataclass(slots=True)
 class _SymbolState:
     last_mid: float = math.nan
@@ -100,14 +83,6 @@ class _SymbolState:
     sum_xy: float = 0.0
     sum_yy: float = 0.0
     samples: int = 0
-    bids: _Ladder = field(default_factory=_Ladder)
-    asks: _Ladder = field(default_factory=_Ladder)
-    # What the current best prices imply, recomputed only when a ladder moves.
-    mid: float = math.nan
-    spread: float = 0.0
-    spread_bps: float = 0.0
-    within_bid: int = 0
-    within_ask: int = 0
     # The fit's summary, recomputed only when a pair is resolved.
     beta: float = 0.0
     r2: float = 0.0
@@ -115,9 +90,18 @@ class _SymbolState:
     confidence: float = 0.0
 
 
-def _imbalance(bid_cum: list[float], ask_cum: list[float], levels: int) -> float:
-    bid = bid_cum[min(levels, len(bid_cum)) - 1]
-    ask = ask_cum[min(levels, len(ask_cum)) - 1]
+def _slope(prices: tuple[float, ...], cumulative: list[float]) -> float:
+    """Least-squares slope of cumulative size against price (0 for a single price)."""
+    mean = sum(prices) / len(prices)
+    centred = [p - mean for p in prices]
+    spread_of_prices = sum(map(mul, centred, centred))
+    return sum(map(mul, centred, cumulative)) / spread_of_prices if spread_of_prices > 0.0 else 0.0
+
+
+def _imbalance(bid_sizes: tuple[float, ...], ask_sizes: tuple[float, ...], levels: int) -> float:
+    """(Q_bid - Q_ask) / (Q_bid + Q_ask) over the first ``levels`` levels (all, if fewer)."""
+    bid = sum(bid_sizes[:levels])
+    ask = sum(ask_sizes[:levels])
     total = bid + ask
     return (bid - ask) / total if total > 0.0 else 0.0
 
@@ -126,7 +110,7 @@ class CobModule(AnalysisModule[CobParams]):
     """Spread, micro-price, imbalance, depth and slope of L2 books; imbalance-driven short-horizon view."""
 
     name = "cob"
-    version = "1.0.0"
+    version = "1.1.0"
     consumes = frozenset({EventKind.BOOK})
     Params = CobParams
     latency_budget_us = 100.0
@@ -151,70 +135,15 @@ class CobModule(AnalysisModule[CobParams]):
         state = self._state.get(book.symbol)
         if state is None:
             state = self._state[book.symbol] = _SymbolState()
-        bids, asks = state.bids, state.asks
-        moved = False
-        if bid_prices is not bids.prices and bid_prices != bids.prices:
-            bids.refresh(bid_prices, self._weighted_levels)
-            moved = True
-        if ask_prices is not asks.prices and ask_prices != asks.prices:
-            asks.refresh(ask_prices, self._weighted_levels)
-            moved = True
-        if moved:
-            self._reprice(state, bid_prices, ask_prices)
-        mid = state.mid
+        mid = 0.5 * (bid_prices[0] + ask_prices[0])
         if not mid > 0.0:
             return None
-        bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
-        bid_cum = list(accumulate(bid_sizes))
-        ask_cum = list(accumulate(ask_sizes))
-        bid_count, ask_count = len(bid_cum), len(ask_cum)
-
-        bid_top, ask_top = bid_sizes[0], ask_sizes[0]
-        touch = bid_top + ask_top
-        if touch > 0.0:
-            microprice = (bid_prices[0] * ask_top + ask_prices[0] * bid_top) / touch
-            imbalance_1 = (bid_top - ask_top) / touch
-        else:
-            microprice, imbalance_1 = mid, 0.0
-        levels = self._weighted_levels
-        bid_depth = bid_cum[levels - 1] if levels <= bid_count else bid_cum[-1]
-        ask_depth = ask_cum[levels - 1] if levels <= ask_count else ask_cum[-1]
-        if bid_depth > 0.0 and ask_depth > 0.0:
-            # map() stops at the shorter input: the cached price prefix bounds the levels.
-            bid_vwap = sum(map(mul, bids.weighted_prices, bid_sizes)) / bid_depth
-            ask_vwap = sum(map(mul, asks.weighted_prices, ask_sizes)) / ask_depth
-            weighted_mid = (bid_vwap * ask_depth + ask_vwap * bid_depth) / (bid_depth + ask_depth)
-        else:
-            weighted_mid = microprice
-        per_bp = mid * 1e-4
-        # Distance from mid is mid - price on the bid side: its slope's sign flips.
-        slope_bid = (
-            -sum(map(mul, bids.centred, bid_cum)) / bids.spread_of_prices * per_bp
-            if bids.spread_of_prices > 0.0
-            else 0.0
-        )
-        slope_ask = (
-            sum(map(mul, asks.centred, ask_cum)) / asks.spread_of_prices * per_bp
-            if asks.spread_of_prices > 0.0
-            else 0.0
-        )
-        # Inlined _imbalance: this runs on every update.
-        bid_depth = bid_cum[4] if bid_count > 4 else bid_cum[-1]
-        ask_depth = ask_cum[4] if ask_count > 4 else ask_cum[-1]
-        total = bid_depth + ask_depth
-        imbalance_5 = (bid_depth - ask_depth) / total if total > 0.0 else 0.0
-        bid_depth = bid_cum[9] if bid_count > 9 else bid_cum[-1]
-        ask_depth = ask_cum[9] if ask_count > 9 else ask_cum[-1]
-        total = bid_depth + ask_depth
-        imbalance_10 = (bid_depth - ask_depth) / total if total > 0.0 else 0.0
-        signal_levels = self._signal_levels
-        signal = (
-            imbalance_5
-            if signal_levels == 5
-            else imbalance_1
-            if signal_levels == 1
-            else _imbalance(bid_cum, ask_cum, signal_levels)
-        )
+        # Only the signal is needed now; the other features are computed if and when they are read.
+        levels = self._signal_levels
+        bid = sum(book.bid_sizes[:levels])
+        ask = sum(book.ask_sizes[:levels])
+        total = bid + ask
+        signal = (bid - ask) / total if total > 0.0 else 0.0
 
         now = book.ts
         pending = state.pending
@@ -222,44 +151,59 @@ class CobModule(AnalysisModule[CobParams]):
             self._resolve(state, pending, now, mid)
         pending.append((now, mid, signal))
         state.last_mid = mid
-        within_bid, within_ask = state.within_bid, state.within_ask
-        features = {
-            "mid": mid,
-            "spread": state.spread,
-            "spread_bps": state.spread_bps,
-            "microprice": microprice,
-            "weighted_mid": weighted_mid,
-            "imbalance_1": imbalance_1,
-            "imbalance_5": imbalance_5,
-            "imbalance_10": imbalance_10,
-            "depth_bid": bid_cum[within_bid - 1] if within_bid else 0.0,
-            "depth_ask": ask_cum[within_ask - 1] if within_ask else 0.0,
-            "slope_bid": slope_bid,
-            "slope_ask": slope_ask,
-            "imbalance_beta": state.beta,
-            "imbalance_r2": state.r2,
-        }
+        features = LazyFeatures(self._features, book, mid, state.beta, state.r2)
         if state.samples < self._min_samples or state.sigma <= 0.0:
-            return ModuleOutput(prediction=None, features=features)
+            return ModuleOutput(None, features)
         mu = state.beta * signal
         sigma = state.sigma
         alpha = math.tanh(mu / sigma * self._alpha_gain)
         # Positional: this runs on every update, and keyword passing costs a little each time.
         return ModuleOutput(Prediction(mu, sigma, self._horizon_s, state.confidence, alpha), features)
 
-    def _reprice(self, state: _SymbolState, bid_prices: tuple[float, ...], ask_prices: tuple[float, ...]) -> None:
-        """What the best prices alone determine: mid, spread, levels within reach of mid."""
-        best_bid, best_ask = bid_prices[0], ask_prices[0]
-        mid = 0.5 * (best_bid + best_ask)
-        state.mid = mid
-        if not mid > 0.0:
-            return
-        state.spread = best_ask - best_bid
-        state.spread_bps = state.spread / mid * 1e4
+    def _features(self, book: BookUpdate, mid: float, beta: float, r2: float) -> dict[str, float]:
+        """The named features of one update, from the update and the fit it saw."""
+        bid_prices, ask_prices = book.bid_prices, book.ask_prices
+        bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
+        bid_cum = list(accumulate(bid_sizes))
+        ask_cum = list(accumulate(ask_sizes))
+        bid_top, ask_top = bid_sizes[0], ask_sizes[0]
+        top = bid_top + ask_top
+        microprice = (bid_prices[0] * ask_top + ask_prices[0] * bid_top) / top if top > 0.0 else mid
+        levels = self._weighted_levels
+        bid_depth = bid_cum[min(levels, len(bid_cum)) - 1]
+        ask_depth = ask_cum[min(levels, len(ask_cum)) - 1]
+        if bid_depth > 0.0 and ask_depth > 0.0:
+            # map() stops at the shorter input: the price prefix bounds the levels.
+            bid_vwap = sum(map(mul, bid_prices[:levels], bid_sizes)) / bid_depth
+            ask_vwap = sum(map(mul, ask_prices[:levels], ask_sizes)) / ask_depth
+            weighted_mid = (bid_vwap * ask_depth + ask_vwap * bid_depth) / (bid_depth + ask_depth)
+        else:
+            weighted_mid = microprice
+        per_bp = mid * 1e-4
+        # Distance from mid is mid - price on the bid side: its slope's sign flips.
+        slope_bid = -_slope(bid_prices, bid_cum) * per_bp
+        slope_ask = _slope(ask_prices, ask_cum) * per_bp
+        spread = ask_prices[0] - bid_prices[0]
         reach = mid * self._bps_reach
         # Bids are sorted descending: search them through their negation.
-        state.within_bid = bisect_right(bid_prices, reach - mid, key=neg)
-        state.within_ask = bisect_right(ask_prices, mid + reach)
+        within_bid = bisect_right(bid_prices, reach - mid, key=neg)
+        within_ask = bisect_right(ask_prices, mid + reach)
+        return {
+            "mid": mid,
+            "spread": spread,
+            "spread_bps": spread / mid * 1e4,
+            "microprice": microprice,
+            "weighted_mid": weighted_mid,
+            "imbalance_1": _imbalance(bid_sizes, ask_sizes, 1),
+            "imbalance_5": _imbalance(bid_sizes, ask_sizes, 5),
+            "imbalance_10": _imbalance(bid_sizes, ask_sizes, 10),
+            "depth_bid": bid_cum[within_bid - 1] if within_bid else 0.0,
+            "depth_ask": ask_cum[within_ask - 1] if within_ask else 0.0,
+            "slope_bid": slope_bid,
+            "slope_ask": slope_ask,
+            "imbalance_beta": beta,
+            "imbalance_r2": r2,
+        }
 
     def _resolve(self, state: _SymbolState, pending: deque[tuple[int, float, float]], now: int, mid: float) -> None:
         """Fit the pairs whose horizon has passed. A horizon that ended before

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from math import sqrt, tanh
 from typing import Literal
 
 from pydantic import Field
@@ -183,6 +184,12 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
         self._ofi_window_ms = params.ofi_window_ms
         self._realized_spread_ms = params.realized_spread_ms
         self._min_inputs = params.min_inputs
+        self._warmup = 2 * params.min_inputs
+        self._inverse_warmup = 1.0 / self._warmup
+        self._inverse_z_scale = 1.0 / params.z_scale
+        self._toxicity_penalty = params.toxicity_penalty
+        self._missing_input_discount = params.missing_input_discount
+        self._information_coefficient = params.information_coefficient
         self._state: dict[str, _SymbolState] = {}
 
     def _symbol(self, symbol: str) -> _SymbolState:
@@ -227,7 +234,7 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
             state.spread_pending.append((trade.ts, sign, price, state.mid))
         state.last_trade_ts = trade.ts
         state.inputs += 1
-        return self._output(state, trade.ts, from_book=False)
+        return self._output(state, trade.ts, False)
 
     def on_book(self, book: BookUpdate, ctx: ModuleContext) -> ModuleOutput | None:
         if not book.bid_prices or not book.ask_prices:
@@ -272,7 +279,7 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
         state.mid = mid
         state.last_book_ts = now
         state.inputs += 1
-        return self._output(state, now, from_book=True)
+        return self._output(state, now, True)
 
     def on_bar(self, bar: Bar, ctx: ModuleContext) -> ModuleOutput | None:
         state = self._symbol(bar.symbol)
@@ -293,7 +300,7 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
         state.flow = decay * state.flow + bar.volume
         self._bucket(state, bar.volume, 0.5 * (1.0 + direction))
         state.inputs += 1
-        return self._output(state, now, from_book=False)
+        return self._output(state, now, False)
 
     # ------------------------------------------------------------ pieces
 
@@ -345,30 +352,38 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
             weight = max(1.0 / state.spreads_seen, 1.0 - decay)
             state.realized_spread += weight * (value - state.realized_spread)
 
-    def _output(self, state: _SymbolState, now: int, *, from_book: bool) -> ModuleOutput:
+    def _output(self, state: _SymbolState, now: int, from_book: bool) -> ModuleOutput:
         """Features and prediction. The signal of the input that just arrived (OFI
-        after a book, the flow otherwise) updates its scale."""
+        after a book, the flow otherwise) updates its scale. Runs on every event:
+        parameters are read from hot-path copies, state from locals."""
         stale_ms = self._stale_ms
         has_trades = now - state.last_trade_ts <= stale_ms
         has_books = now - state.last_book_ts <= stale_ms
         window = state.ofi_window
         if window and window[0][0] <= now - self._ofi_window_ms:
             self._evict(state, window, now - self._ofi_window_ms)
-        depth_sum = state.depth_sum
-        ofi = state.ofi_sum if has_books else 0.0
-        ofi_normalized = ofi * len(window) / depth_sum if has_books and depth_sum > 0.0 else 0.0
+        if has_books:
+            ofi = state.ofi_sum
+            depth_sum = state.depth_sum
+            ofi_normalized = ofi * len(window) / depth_sum if depth_sum > 0.0 else 0.0
+            lambda_xx = state.lambda_xx
+            kyle_lambda = state.lambda_xy / lambda_xx if lambda_xx > 0.0 else 0.0
+            realized_spread = state.realized_spread
+        else:
+            ofi = ofi_normalized = kyle_lambda = realized_spread = 0.0
         flow = state.flow
         flow_imbalance = state.signed_flow / flow if flow > 0.0 else 0.0
         decay = self._vol_decay
         if from_book:
-            state.ofi_power = decay * state.ofi_power + ofi_normalized * ofi_normalized
-            state.ofi_weight = decay * state.ofi_weight + 1.0
+            ofi_power = state.ofi_power = decay * state.ofi_power + ofi_normalized * ofi_normalized
+            ofi_weight = state.ofi_weight = decay * state.ofi_weight + 1.0
+            flow_power, flow_weight = state.flow_power, state.flow_weight
         else:
-            state.flow_power = decay * state.flow_power + flow_imbalance * flow_imbalance
-            state.flow_weight = decay * state.flow_weight + 1.0
+            flow_power = state.flow_power = decay * state.flow_power + flow_imbalance * flow_imbalance
+            flow_weight = state.flow_weight = decay * state.flow_weight + 1.0
+            ofi_power, ofi_weight = state.ofi_power, state.ofi_weight
         buckets = len(state.buckets)
         vpin = state.bucket_sum / (buckets * state.bucket_volume) if buckets else 0.0
-        lambda_xx = state.lambda_xx
         features = {
             "has_trades": 1.0 if has_trades else 0.0,
             "has_books": 1.0 if has_books else 0.0,
@@ -376,38 +391,52 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
             "ofi": ofi,
             "ofi_normalized": ofi_normalized,
             "vpin": vpin,
-            "kyle_lambda": state.lambda_xy / lambda_xx if has_books and lambda_xx > 0.0 else 0.0,
-            "realized_spread_bps": state.realized_spread if has_books else 0.0,
+            "kyle_lambda": kyle_lambda,
+            "realized_spread_bps": realized_spread,
         }
-        if state.inputs < self._min_inputs:
+        inputs = state.inputs
+        if inputs < self._min_inputs:
             return ModuleOutput(None, features)
         if has_books and state.elapsed_s > 0.0:
             variance_rate = state.squared_returns / state.elapsed_s
         elif state.bar_seconds > 0.0:
             variance_rate = state.bar_squared_returns / state.bar_seconds
         else:
-            variance_rate = 0.0
-        # Each signal in units of its own recent size, so neither dominates by scale alone.
-        z = 0.0
-        signals = 0
-        if has_books and state.ofi_power > 0.0:
-            z += ofi_normalized / math.sqrt(state.ofi_power / state.ofi_weight)
-            signals += 1
-        if state.flow_power > 0.0:
-            z += flow_imbalance / math.sqrt(state.flow_power / state.flow_weight)
-            signals += 1
-        if not variance_rate > 0.0 or not signals:
             return ModuleOutput(None, features)
-        params = self.params
-        sigma = math.sqrt(variance_rate * self._horizon_s)
-        alpha = math.tanh(z / signals / params.z_scale)
-        confidence = abs(alpha) * min(1.0, state.inputs / (2.0 * self._min_inputs))
-        confidence *= max(0.0, 1.0 - params.toxicity_penalty * vpin)
+        # Each signal in units of its own recent size, so neither dominates by scale alone.
+        if has_books and ofi_power > 0.0:
+            if flow_power > 0.0:
+                z = 0.5 * (
+                    ofi_normalized * sqrt(ofi_weight / ofi_power) + flow_imbalance * sqrt(flow_weight / flow_power)
+                )
+            else:
+                z = ofi_normalized * sqrt(ofi_weight / ofi_power)
+        elif flow_power > 0.0:
+            z = flow_imbalance * sqrt(flow_weight / flow_power)
+        else:
+            return ModuleOutput(None, features)
+        if not variance_rate > 0.0:
+            return ModuleOutput(None, features)
+        sigma = sqrt(variance_rate * self._horizon_s)
+        alpha = tanh(z * self._inverse_z_scale)
+        confidence = (alpha if alpha >= 0.0 else -alpha) * (
+            inputs * self._inverse_warmup if inputs < self._warmup else 1.0
+        )
+        toxicity = 1.0 - self._toxicity_penalty * vpin
+        confidence *= toxicity if toxicity > 0.0 else 0.0
         if not (has_trades and has_books):
-            confidence *= params.missing_input_discount ** (2 - has_trades - has_books)
-        mu = params.information_coefficient * alpha * sigma
+            confidence *= self._missing_input_discount ** (2 - has_trades - has_books)
         # Positional: this runs on every event, and keyword passing costs a little each time.
-        return ModuleOutput(Prediction(mu, sigma, self._horizon_s, min(1.0, confidence), alpha), features)
+        return ModuleOutput(
+            Prediction(
+                self._information_coefficient * alpha * sigma,
+                sigma,
+                self._horizon_s,
+                confidence if confidence < 1.0 else 1.0,
+                alpha,
+            ),
+            features,
+        )
 
     @staticmethod
     def _evict(state: _SymbolState, window: deque[tuple[int, float, float]], horizon: int) -> None:

@@ -8,7 +8,15 @@ from orchestrator.contract import AnalysisModule, EventClock, ModuleContext, Mod
 from orchestrator.events import Bar, BookUpdate, EventKind, MarketEvent, Trade, event_price
 from orchestrator.fusion.request import FusionRequest
 from orchestrator.hookspecs import PROJECT_NAME, hookimpl
-from orchestrator.signals import NEUTRAL, NO_FEATURES, Decision, FusionResult, ModuleOutput, Prediction
+from orchestrator.signals import (
+    NEUTRAL,
+    NO_FEATURES,
+    Decision,
+    FusionResult,
+    LazyFeatures,
+    ModuleOutput,
+    Prediction,
+)
 
 __version__ = "0.1.0"
 
@@ -24,6 +32,7 @@ __all__ = [
     "EventKind",
     "FusionRequest",
     "FusionResult",
+    "LazyFeatures",
     "MarketEvent",
     "ModuleContext",
     "ModuleOutput",

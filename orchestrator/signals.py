@@ -8,10 +8,10 @@ the stamped, traceable result the core hands to risk and execution.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 NO_FEATURES: Mapping[str, float] = MappingProxyType({})
 
@@ -64,6 +64,53 @@ class Prediction(_PredictionFields):
 
 NEUTRAL = Prediction(mu=0.0, sigma=0.0, horizon=1.0, confidence=0.0, alpha=0.0)
 """A prediction that carries no view; fusion gives it no weight."""
+
+
+class LazyFeatures(Mapping[str, float]):
+    """Features computed on first read, from values captured when the event was seen.
+
+    Most features are read by nobody on most events: fusion reads only
+    predictions, and a reader such as neural fusion samples the features every
+    few seconds. A module whose features are costly returns
+    ``LazyFeatures(compute, *args)`` instead of a dict: ``compute(*args)``
+    runs at most once, when something first reads a value. The arguments must
+    be immutable snapshots (the event, floats, tuples, frozen objects), never
+    state the module goes on changing, so a late read sees the values of its
+    own event, not of a later one.
+    """
+
+    __slots__ = ("_args", "_compute", "_values")
+
+    def __init__(self, compute: Callable[..., dict[str, float]], *args: Any) -> None:
+        self._compute: Callable[..., dict[str, float]] | None = compute
+        self._args = args
+        self._values: dict[str, float] | None = None
+
+    def _materialise(self) -> dict[str, float]:
+        values = self._values
+        if values is None:
+            assert self._compute is not None
+            values = self._values = self._compute(*self._args)
+            self._compute, self._args = None, ()  # what the closure held can go
+        return values
+
+    def __getitem__(self, key: str) -> float:
+        return self._materialise()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._materialise().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._materialise()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._materialise())
+
+    def __len__(self) -> int:
+        return len(self._materialise())
+
+    def __repr__(self) -> str:
+        return f"LazyFeatures({self._materialise()!r})"
 
 
 class ModuleOutput(NamedTuple):
