@@ -62,6 +62,16 @@ class DaemonControl:
         self.daemon.engine.set_trading_state(TradingState.ACTIVE, reason=reason)
         return CommandResult(True, "active")
 
+    def reduce(self, reason: str = "operator") -> CommandResult:
+        """REDUCING: only orders that shrink a position go out (a flip is cut at
+        flat); decisions go on. Allowed from HALTED too: it is the way to work
+        a halted book down without a moment of ACTIVE in between."""
+        engine = self.daemon.engine
+        previous = engine.risk.state
+        engine.set_trading_state(TradingState.REDUCING, reason=reason)
+        was = f" (was {previous.value})" if previous is not TradingState.REDUCING else ""
+        return CommandResult(True, f"reducing: only orders that shrink a position{was}", {"previous": previous.value})
+
     def halt(self, reason: str = "operator") -> CommandResult:
         engine = self.daemon.engine
         open_orders = engine.open_order_count

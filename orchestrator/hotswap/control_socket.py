@@ -39,7 +39,17 @@ READ_TIMEOUT_S = 10.0
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes, one for the terminating NUL
 
 Command = Literal[
-    "status", "modules", "reload", "reload_config", "enable", "disable", "set_param", "pause", "resume", "halt"
+    "status",
+    "modules",
+    "reload",
+    "reload_config",
+    "enable",
+    "disable",
+    "set_param",
+    "pause",
+    "resume",
+    "reduce",
+    "halt",
 ]
 _NEEDS_MODULE = frozenset({"enable", "disable", "set_param"})
 
@@ -197,4 +207,6 @@ class ControlSocketServer:
             return control.pause(request.reason)
         if command == "resume":
             return control.resume(request.reason)
+        if command == "reduce":
+            return control.reduce(request.reason)
         return control.halt(request.reason)

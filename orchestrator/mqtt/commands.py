@@ -74,6 +74,7 @@ VERBS: Mapping[str, type[CommandBody]] = {
     "status": CommandBody,
     "pause": ReasonBody,
     "resume": ReasonBody,
+    "reduce": ReasonBody,
     "halt": ReasonBody,
     "module": ModuleBody,
     "set-param": SetParamBody,
@@ -208,6 +209,8 @@ class CommandHandler:
                 return control.pause(reason)
             if verb == "resume":
                 return control.resume(reason)
+            if verb == "reduce":
+                return control.reduce(reason)
             return control.halt(reason)
         if isinstance(body, ModuleBody):
             if body.action == "reload":

@@ -7,6 +7,8 @@ import asyncio
 import json
 import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 from hotswap_support import counter_source
@@ -15,7 +17,11 @@ from orchestrator.daemon import Daemon
 from orchestrator.errors import OrchestratorError
 from orchestrator.hotswap.control_client import ControlUnavailable, send, socket_for
 from orchestrator.hotswap.control_socket import ControlSocketServer, socket_path
+from orchestrator.orders import OrderDenied, OrderIntent, Side
+from orchestrator.risk.engine import AccountView
 from orchestrator.risk.state import TradingState
+from orchestrator.risk.store import RiskStateStore
+from orchestrator.signals import Decision
 
 
 @pytest.fixture
@@ -143,3 +149,85 @@ def test_the_client_finds_the_socket_even_from_a_broken_config(tmp_path):
     assert str(socket_for(config, env={})) == "/srv/orch/control.sock"
     config.write_text("modules: {}\n")
     assert str(socket_for(config, env={})) == "state/control.sock"
+
+
+def decision(target: float, trace_id: str) -> Decision:
+    return Decision(trace_id, 5, "BTC/USDT", "default", target, 1.0, 0.0, 0.0, "weighted", {})
+
+
+def holding(position: float) -> AccountView:
+    return AccountView(price=100.0, equity=100_000.0, position=position, pending=0.0)
+
+
+async def test_reduce_lets_only_risk_reducing_orders_through_and_is_persisted(daemon, workspace):
+    risk = daemon.engine.risk
+    assert isinstance(risk.evaluate(decision(0.3, "before"), holding(0.0)), OrderIntent)  # ACTIVE: new risk goes
+
+    answer = await ask(daemon, {"command": "reduce", "reason": "drawdown drill"})
+    assert answer["ok"], answer
+    assert answer["data"] == {"previous": "ACTIVE"}
+    assert risk.state is TradingState.REDUCING
+    status = await ask(daemon, {"command": "status"})
+    assert status["data"]["state"] == "REDUCING"
+
+    more = risk.evaluate(decision(0.3, "grow"), holding(10.0))  # wants 3000 long, holds 1000: more exposure
+    assert isinstance(more, OrderDenied)
+    assert (more.trace_id, more.side) == ("grow", Side.BUY)
+    assert more.reason == "trading state REDUCING: only reducing orders leaves no room"
+    less = risk.evaluate(decision(0.0, "shrink"), holding(10.0))  # flat: sells what is held
+    assert isinstance(less, OrderIntent)
+    assert (less.side, less.quantity, less.reduce_only) == (Side.SELL, pytest.approx(10.0), True)
+
+    saved = RiskStateStore(workspace.state).load()  # a restart comes back REDUCING, like HALTED
+    assert saved is not None
+    assert (saved.state, saved.reason) == (TradingState.REDUCING, "drawdown drill")
+
+
+async def test_reduce_works_from_halted_and_resume_ends_it(daemon):
+    assert (await ask(daemon, {"command": "halt"}))["ok"]
+    refused = await ask(daemon, {"command": "pause"})
+    assert not refused["ok"]  # pause keeps its rule: resume first
+    reduced = await ask(daemon, {"command": "reduce"})
+    assert reduced["ok"]
+    assert reduced["message"] == "reducing: only orders that shrink a position (was HALTED)"
+    assert daemon.engine.risk.state is TradingState.REDUCING
+    again = await ask(daemon, {"command": "reduce"})  # safe to say twice
+    assert again["ok"]
+    assert again["message"] == "reducing: only orders that shrink a position"
+    assert (await ask(daemon, {"command": "resume"}))["ok"]
+    assert daemon.engine.risk.state is TradingState.ACTIVE
+
+
+def orchestrator(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_the_command_line_changes_the_running_daemons_trading_state(daemon, workspace):
+    config = str(workspace.config)
+    steps = [
+        (("reduce", "-r", "unwind"), 0, TradingState.REDUCING, "reducing"),
+        (("halt",), 0, TradingState.HALTED, "halted: cancel sent for 0 open order(s)"),
+        (("pause",), 1, TradingState.HALTED, "halted: resume first, then pause"),
+        (("resume",), 0, TradingState.ACTIVE, "active"),
+        (("pause", "--reason", "lunch"), 0, TradingState.PAUSED, "paused: no new orders"),
+    ]
+    for args, code, state, message in steps:
+        done = await asyncio.to_thread(orchestrator, *args, "-c", config)
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        assert message in (done.stdout if code == 0 else done.stderr), (args, done.stdout, done.stderr)
+        assert daemon.engine.risk.state is state, args
+    saved = RiskStateStore(workspace.state).load()
+    assert saved is not None
+    assert (saved.state, saved.reason) == (TradingState.PAUSED, "lunch")
+    as_json = await asyncio.to_thread(orchestrator, "resume", "--json", "-c", config)
+    assert json.loads(as_json.stdout)["ok"] is True
+
+
+def test_the_trading_state_commands_say_when_no_daemon_runs(tmp_path):
+    for command in ("pause", "reduce", "resume", "halt"):
+        done = orchestrator(command, "--socket", str(tmp_path / "control.sock"))
+        assert done.returncode == 3, done.stderr
+        assert "no daemon is running here" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -135,7 +135,7 @@ async def test_retained_messages_get_no_reply_and_no_execution(daemon):
 
 
 def test_every_verb_has_a_strict_body_with_an_id():
-    assert set(VERBS) == {"status", "pause", "resume", "halt", "module", "set-param"}
+    assert set(VERBS) == {"status", "pause", "resume", "reduce", "halt", "module", "set-param"}
     for model in VERBS.values():
         assert model.model_config["extra"] == "forbid"
         assert model.model_fields["id"].is_required()

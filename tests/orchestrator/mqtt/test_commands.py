@@ -7,7 +7,12 @@ import asyncio
 import pytest
 import yaml
 
+from orchestrator.engine.listener import EngineListener
+from orchestrator.orders import OrderDenied, OrderIntent
+from orchestrator.risk.engine import AccountView
 from orchestrator.risk.state import TradingState
+from orchestrator.risk.store import RiskStateStore
+from orchestrator.signals import Decision
 
 PREFIX = "orchestrator/t1"
 REPLY = f"{PREFIX}/cmd/reply"
@@ -50,6 +55,63 @@ async def test_status_pause_resume_and_halt_end_to_end(mosquitto, kit, subscribe
         assert daemon.engine.risk.state is TradingState.HALTED
         await operator.command(PREFIX, "resume", {"id": "r-2"})
         assert daemon.engine.risk.state is TradingState.ACTIVE
+
+
+class Orders(EngineListener):
+    """Every order and denial the running daemon's risk engine produces."""
+
+    def __init__(self) -> None:
+        self.intents: list[OrderIntent] = []
+        self.denied: list[OrderDenied] = []
+
+    def on_order_intent(self, intent: OrderIntent) -> None:
+        self.intents.append(intent)
+
+    def on_order_denied(self, denied: OrderDenied) -> None:
+        self.denied.append(denied)
+
+
+async def test_reduce_over_mqtt_lets_only_reducing_orders_out(mosquitto, kit, subscribe):
+    async with (
+        kit.run(kit.config(kit.mqtt(mosquitto))) as daemon,
+        subscribe(mosquitto.port, f"{PREFIX}/#") as operator,
+    ):
+        orders = Orders()
+        start = len(operator.messages)
+        reduced = await operator.command(PREFIX, "reduce", {"id": "red-1", "reason": "unwind"})
+        daemon.engine.listeners.append(orders)  # from here on, every order is judged under REDUCING
+        assert reduced["ok"] is True, reduced
+        assert reduced["verb"] == "reduce"
+        assert reduced["data"] == {"previous": "ACTIVE"}
+        assert daemon.engine.risk.state is TradingState.REDUCING
+        status = f"{PREFIX}/status"
+        await operator.wait_for(lambda m: m.topic == status and m.json()["state"] == "REDUCING", start=start)
+        saved = RiskStateStore(daemon.config.state_dir).load()
+        assert saved is not None
+        assert (saved.state, saved.reason) == (TradingState.REDUCING, "mqtt red-1: unwind")
+
+        # The live market's own decisions: whatever would add exposure is denied, with the reason.
+        await kit.until(
+            lambda: any(d.reason.startswith("trading state REDUCING") for d in orders.denied),
+            "a decision denied for adding exposure",
+        )
+        assert all(intent.reduce_only for intent in orders.intents), orders.intents
+        # And decisively, on the daemon's own risk engine: growing denied, shrinking passes.
+        risk = daemon.engine.risk
+        view = AccountView(price=100.0, equity=100_000.0, position=10.0, pending=0.0)
+        grow = risk.evaluate(Decision("g", 5, "BTC/USDT", "default", 0.5, 1.0, 0.0, 0.0, "w", {}), view)
+        assert isinstance(grow, OrderDenied)
+        assert grow.reason == "trading state REDUCING: only reducing orders leaves no room"
+        shrink = risk.evaluate(Decision("s", 6, "BTC/USDT", "default", 0.0, 1.0, 0.0, 0.0, "w", {}), view)
+        assert isinstance(shrink, OrderIntent)
+        assert shrink.reduce_only
+
+        start = len(operator.messages)
+        resumed = await operator.command(PREFIX, "resume", {"id": "red-2"})
+        assert resumed["ok"] is True
+        assert daemon.engine.risk.state is TradingState.ACTIVE
+        status = f"{PREFIX}/status"
+        await operator.wait_for(lambda m: m.topic == status and m.json()["state"] == "ACTIVE", start=start)
 
 
 def ma_params(daemon) -> dict:
