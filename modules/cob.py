@@ -41,6 +41,7 @@ from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import accumulate
+from math import sqrt, tanh
 from operator import mul, neg
 
 from pydantic import Field
@@ -125,6 +126,8 @@ class CobModule(AnalysisModule[CobParams]):
         self._horizon_s = params.horizon_ms / 1000.0
         self._min_samples = params.min_samples
         self._alpha_gain = params.alpha_gain
+        # Confidence ramps up over the first 2 x min_samples resolved pairs.
+        self._inverse_ramp = 1.0 / (2.0 * params.min_samples)
         self._bps_reach = params.depth_bps * 1e-4 * _BOUNDARY_TOLERANCE
         self._state: dict[str, _SymbolState] = {}
 
@@ -147,16 +150,33 @@ class CobModule(AnalysisModule[CobParams]):
 
         now = book.ts
         pending = state.pending
-        if pending and pending[0][0] + self._horizon_ms <= now:
-            self._resolve(state, pending, now, mid)
+        horizon = self._horizon_ms
+        if pending and pending[0][0] + horizon <= now:
+            # Fit the pairs whose horizon has passed: one that ended before ``now`` ended
+            # under the previous mid, one ending exactly now, under this one. Inline
+            # (it runs on almost every update), with the sums in locals until written back.
+            decay, last_mid = self._decay, state.last_mid
+            weight, sum_xx, sum_xy, sum_yy = state.weight, state.sum_xx, state.sum_xy, state.sum_yy
+            resolved = 0
+            while pending and pending[0][0] + horizon <= now:
+                start, start_mid, x = pending.popleft()
+                y = (last_mid if start + horizon < now else mid) / start_mid - 1.0
+                weight = decay * weight + 1.0
+                sum_xx = decay * sum_xx + x * x
+                sum_xy = decay * sum_xy + x * y
+                sum_yy = decay * sum_yy + y * y
+                resolved += 1
+            state.weight, state.sum_xx, state.sum_xy, state.sum_yy = weight, sum_xx, sum_xy, sum_yy
+            state.samples += resolved
+            self._refit(state)
         pending.append((now, mid, signal))
         state.last_mid = mid
         features = LazyFeatures(self._features, book, mid, state.beta, state.r2)
-        if state.samples < self._min_samples or state.sigma <= 0.0:
+        sigma = state.sigma
+        if state.samples < self._min_samples or sigma <= 0.0:
             return ModuleOutput(None, features)
         mu = state.beta * signal
-        sigma = state.sigma
-        alpha = math.tanh(mu / sigma * self._alpha_gain)
+        alpha = tanh(mu / sigma * self._alpha_gain)
         # Positional: this runs on every update, and keyword passing costs a little each time.
         return ModuleOutput(Prediction(mu, sigma, self._horizon_s, state.confidence, alpha), features)
 
@@ -205,39 +225,21 @@ class CobModule(AnalysisModule[CobParams]):
             "imbalance_r2": r2,
         }
 
-    def _resolve(self, state: _SymbolState, pending: deque[tuple[int, float, float]], now: int, mid: float) -> None:
-        """Fit the pairs whose horizon has passed. A horizon that ended before
-        ``now`` ended under the previous mid; one ending exactly now, under this one.
-        Runs on almost every update: the sums live in locals until written back."""
-        horizon, decay, last_mid = self._horizon_ms, self._decay, state.last_mid
-        weight, sum_xx, sum_xy, sum_yy = state.weight, state.sum_xx, state.sum_xy, state.sum_yy
-        resolved = 0
-        while pending and pending[0][0] + horizon <= now:
-            start, start_mid, x = pending.popleft()
-            y = (last_mid if start + horizon < now else mid) / start_mid - 1.0
-            weight = decay * weight + 1.0
-            sum_xx = decay * sum_xx + x * x
-            sum_xy = decay * sum_xy + x * y
-            sum_yy = decay * sum_yy + y * y
-            resolved += 1
-        state.weight, state.sum_xx, state.sum_xy, state.sum_yy = weight, sum_xx, sum_xy, sum_yy
-        state.samples += resolved
-        self._refit(state)
-
     def _refit(self, state: _SymbolState) -> None:
         """beta, R^2, residual sigma and confidence of the current sums."""
         sum_xx, sum_xy, sum_yy = state.sum_xx, state.sum_xy, state.sum_yy
         if sum_xx <= 0.0 or sum_yy <= 0.0:
             state.beta = state.r2 = state.sigma = state.confidence = 0.0
             return
-        beta = sum_xy / sum_xx
-        r2 = min(1.0, sum_xy * sum_xy / (sum_xx * sum_yy))
+        beta = state.beta = sum_xy / sum_xx
+        r2 = sum_xy * sum_xy / (sum_xx * sum_yy)
+        r2 = state.r2 = r2 if r2 < 1.0 else 1.0
         # Cauchy-Schwarz keeps the residual sum >= 0; rounding may not.
-        residual = (sum_yy - beta * sum_xy) / state.weight
-        state.beta = beta
-        state.r2 = r2
-        state.sigma = math.sqrt(residual) if residual > 0.0 else math.sqrt(sum_yy / state.weight)
-        state.confidence = math.sqrt(r2) * min(1.0, state.samples / (2.0 * self._min_samples))
+        weight = state.weight
+        residual = (sum_yy - beta * sum_xy) / weight
+        state.sigma = sqrt(residual) if residual > 0.0 else sqrt(sum_yy / weight)
+        ramp = state.samples * self._inverse_ramp
+        state.confidence = sqrt(r2) * (ramp if ramp < 1.0 else 1.0)
 
     def export_state(self) -> ModuleState | None:
         symbols = {

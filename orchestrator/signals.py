@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 NO_FEATURES: Mapping[str, float] = MappingProxyType({})
+_INF = math.inf
 
 
 # Prediction and ModuleOutput are made by every module for every event, so
@@ -48,7 +49,16 @@ class Prediction(_PredictionFields):
     __slots__ = ()
 
     def __new__(cls, mu: float, sigma: float, horizon: float, confidence: float, alpha: float) -> Prediction:
-        # Written as negated range checks so NaN fails every one of them.
+        # One expression for the common, valid case (NaN fails every comparison);
+        # the checks that name the bad field run only when it fails.
+        if (
+            -1.0 <= alpha <= 1.0
+            and 0.0 <= confidence <= 1.0
+            and 0.0 <= sigma < _INF
+            and horizon > 0.0
+            and -_INF < mu < _INF
+        ):
+            return tuple.__new__(cls, (mu, sigma, horizon, confidence, alpha))
         if not -1.0 <= alpha <= 1.0:
             raise ValueError(f"alpha {alpha!r} outside [-1, 1]")
         if not 0.0 <= confidence <= 1.0:

@@ -3,8 +3,10 @@
 
 Replays a fixed, pre-generated simulated stream (so generation is not timed)
 through the full core (modules, fusion, decision gating, risk, paper fills)
-once with a single module and once with every module the profile enables,
-and writes JSON. Targets are stated in the output with a pass flag each;
+once with a single module, once with the six analysis modules (cob, regime,
+pivots, extrema, microstructure, neural_fusion: the case the throughput
+target is stated for) and once with every module the profile enables, and
+writes JSON. Targets are stated in the output with a pass flag each;
 nothing here is a test: a shared, noisy machine only gives indications, so
 compare ratios within one run.
 
@@ -57,6 +59,8 @@ TARGETS = {
     "order_latency_p99_us_max": 1_000.0,
     "mqtt_throughput_loss_pct_max": 5.0,
 }
+# The analysis modules the first throughput bar is stated for.
+ANALYSIS_MODULES = ["cob", "regime", "pivots", "extrema", "microstructure", "neural_fusion"]
 MQTT_MIN_FEED_S = 1.0
 MQTT_MAX_EVENTS = 1_500_000
 
@@ -282,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
     enabled = list(config.enabled_modules())
     single = best_of(_only_modules(loaded, [args.single]), events, f"single module ({args.single})", args.repeat)
+    analysis = [name for name in ANALYSIS_MODULES if name in enabled]
+    six = best_of(_only_modules(loaded, analysis), events, f"analysis modules ({len(analysis)})", args.repeat)
     full = best_of(loaded, events, f"all enabled modules ({len(enabled)})", args.repeat)
 
     mqtt = None
@@ -303,11 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         "stream": {"events": len(events), "by_kind": counts, "symbols": config.all_symbols()},
         "single_module": single.as_dict(),
+        "analysis_modules": six.as_dict(),
         "all_modules": full.as_dict(),
         "targets": TARGETS,
         "pass": {
-            "events_per_s": full.events_per_s >= TARGETS["events_per_s_min"],
-            "order_latency_p99": full.latency_p99_us <= TARGETS["order_latency_p99_us_max"],
+            "events_per_s": six.events_per_s >= TARGETS["events_per_s_min"],
+            "order_latency_p99": max(six.latency_p99_us, full.latency_p99_us) <= TARGETS["order_latency_p99_us_max"],
         },
     }
     if mqtt is not None:

@@ -94,6 +94,8 @@ from .network import FusionNetwork, self_check_network
 from .tracking import PRICE_BAR, PRICE_MID, PRICE_TRADE, SkillTracker, SymbolState, export_symbols, restore_symbols
 
 _NEVER = 2**62
+# Weights mappings remembered as giving the current layout (one per regime, per pipeline build).
+_MAX_WEIGHTS_SEEN = 16
 
 DEFAULT_FEATURES: dict[str, tuple[str, ...]] = {
     "regime": ("p_trend_up", "p_trend_down", "p_range", "p_high_vol"),
@@ -162,7 +164,9 @@ class NeuralFusionModule(AnalysisModule[NeuralFusionParams]):
         self._network = self._new_network()
         self._layout: InputLayout | None = None
         self._scaler: RunningScaler | None = None
-        self._weights_seen: object = None
+        # The weights mappings known to give the current layout: the pipeline hands
+        # over one per regime, and a regime flip must not rebuild the layout.
+        self._weights_seen: list[object] = []
         self._batch = _Batch()
         self._skill = SkillTracker(params.skill_window)
         self.trained_samples = 0
@@ -338,13 +342,21 @@ class NeuralFusionModule(AnalysisModule[NeuralFusionParams]):
         when the module set or the feature allow-list changed."""
         layout = self._layout
         weights = request.weights
-        if layout is not None and weights is self._weights_seen:
-            return layout
-        # A new weights mapping means the pipeline rebuilt (or the regime changed): look again.
-        self._weights_seen = weights
+        if layout is not None:
+            for seen in self._weights_seen:
+                if weights is seen:
+                    return layout
+        # A mapping not seen before: the pipeline rebuilt, or a regime not met yet. Look again.
         params = self.params
         modules = params.modules if params.modules is not None else [n for n in weights if n != self._own_name]
+        if layout is not None and layout.modules == tuple(sorted(modules)):
+            seen_list = self._weights_seen
+            if len(seen_list) >= _MAX_WEIGHTS_SEEN:
+                seen_list.clear()  # mappings of pipelines since rebuilt: let them go
+            seen_list.append(weights)
+            return layout
         wanted = InputLayout(modules, params.features, params.regimes)
+        self._weights_seen = [weights]
         if layout is None:
             self._scaler = RunningScaler(wanted, params.scaler_window)
             self._layout = wanted
@@ -442,7 +454,7 @@ class NeuralFusionModule(AnalysisModule[NeuralFusionParams]):
             return False
         self._layout, self._scaler, self._network, self._symbols = layout, scaler, network, symbols
         self._batch, self._skill, self.trained_samples, self.layout_changes = batch, skill, trained, changes
-        self._weights_seen = None
+        self._weights_seen = []
         return True
 
     def self_check(self, sample: Sequence[MarketEvent]) -> list[str]:

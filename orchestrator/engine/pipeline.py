@@ -22,7 +22,7 @@ from orchestrator.config.models import EngineConfig
 from orchestrator.contract import EventClock, ModuleContext, ModuleState
 from orchestrator.engine.health import RING_SIZE, HealthSnapshot, ModuleStatus
 from orchestrator.engine.slot import HOOK_OF_KIND, Handler, ModuleSlot
-from orchestrator.events import EventKind, MarketEvent
+from orchestrator.events import Bar, BookUpdate, EventKind, MarketEvent, Trade
 from orchestrator.fusion.builtin import BUILTIN_FUSION_NAME, BuiltinFusion
 from orchestrator.fusion.config import FusionConfig
 from orchestrator.fusion.request import FusionRequest
@@ -35,6 +35,13 @@ _RING_MASK = RING_SIZE - 1
 _MAX_BACKOFF_MS = 3_600_000
 _LOG_EVERY_N_ERRORS = 1000
 _NEVER = 2**62
+# Enum members read through module constants: on Python 3.11 ``ModuleStatus.ACTIVE``
+# is a descriptor lookup (~0.2 µs) and hashing an enum member calls Python code,
+# both too slow for a check made per module per event.
+_ACTIVE = ModuleStatus.ACTIVE
+_ISOLATED = ModuleStatus.ISOLATED
+# The event class of each kind: dispatch is keyed by ``event.__class__``.
+_CLASS_OF_KIND = {EventKind.BAR: Bar, EventKind.TRADE: Trade, EventKind.BOOK: BookUpdate}
 
 FuseFunction = Callable[[FusionRequest], FusionResult | None]
 Fuser = tuple[ModuleSlot | None, FuseFunction]
@@ -109,7 +116,7 @@ class BucketPipeline:
         self.pm.register(self.builtin_fusion, name=BUILTIN_FUSION_NAME)
         self.slots: dict[str, ModuleSlot] = {}
         self.latest: dict[str, dict[str, ModuleOutput]] = {symbol: {} for symbol in self.symbols}
-        self._dispatch: dict[EventKind, tuple[tuple[ModuleSlot, Handler], ...]] = {}
+        self._dispatch: dict[type, tuple[tuple[ModuleSlot, Handler], ...]] = {}
         self._fusers: tuple[Fuser, ...] = ()
         self._module_fusers: tuple[tuple[ModuleSlot, FuseFunction], ...] = ()
         self._weights: dict[str | None, dict[str, float]] = {}
@@ -121,7 +128,7 @@ class BucketPipeline:
         """Run the event through every consuming module; True if any output changed."""
         if event.ts >= self._next_retry_ts:
             self._retry_isolated(event.ts)
-        dispatch = self._dispatch.get(event.kind)
+        dispatch = self._dispatch.get(event.__class__)
         if not dispatch:
             return False
         latest = self.latest[event.symbol]
@@ -146,14 +153,14 @@ class BucketPipeline:
             health.ring_count += 1
             if elapsed > slot.budget_ns:
                 self._on_overrun(slot, elapsed, event)
-                if slot.status is ModuleStatus.ISOLATED:
+                if slot.status is _ISOLATED:
                     continue  # its outputs were just dropped: do not store this one again
-            elif slot.status is not ModuleStatus.ACTIVE:
+            elif slot.status is not _ACTIVE:
                 # Recovered, including after a retry from isolation (which
                 # clears the counters but leaves the module DEGRADED).
                 health.consecutive_errors = 0
                 health.consecutive_overruns = 0
-                slot.status = ModuleStatus.ACTIVE
+                slot.status = _ACTIVE
             if output is not None:
                 latest[slot.name] = output
                 changed = True
@@ -385,7 +392,8 @@ class BucketPipeline:
         """Recompute dispatch tables, fusion providers and weights."""
         serving = [s for s in self.slots.values() if s.status is not ModuleStatus.ISOLATED]
         self._dispatch = {
-            kind: tuple((slot, slot.handlers[kind]) for slot in serving if kind in slot.handlers) for kind in EventKind
+            _CLASS_OF_KIND[kind]: tuple((slot, slot.handlers[kind]) for slot in serving if kind in slot.handlers)
+            for kind in EventKind
         }
         by_instance = {id(slot.instance): slot for slot in serving}
         fusers: list[Fuser] = []
