@@ -80,31 +80,41 @@ class DaemonControl:
 
     async def module_enable(self, name: str) -> CommandResult:
         if self.modules is None:
-            return _no_module_operations()
+            return no_module_operations()
         return await self.modules.enable(name)
 
     async def module_disable(self, name: str) -> CommandResult:
         if self.modules is None:
-            return _no_module_operations()
+            return no_module_operations()
         return await self.modules.disable(name)
 
     async def module_reload(self, name: str | None = None) -> CommandResult:
-        if self.modules is None:
-            return _no_module_operations()
-        return await self.modules.reload(name)
+        """``name``: swap in that module's current code. ``None``: re-read the
+        config file, then swap in changed code; a configuration reload, so it
+        runs on the reload path of ``reload_config``."""
+        modules = self.modules
+        if modules is None:
+            return no_module_operations()
+        if name is None:
+            return await self.daemon.systemd.reload_config(lambda: modules.reload(None))
+        return await modules.reload(name)
 
     async def set_param(self, name: str, key: str, value: Any) -> CommandResult:
         if self.modules is None:
-            return _no_module_operations()
+            return no_module_operations()
         return await self.modules.set_param(name, key, value)
 
     async def reload_config(self) -> CommandResult:
+        """Re-read the config file: the one reload path of SIGHUP, the control
+        socket and MQTT. The systemd service runs it under its reload lock,
+        between RELOADING=1 and READY=1, and calls ``modules.reload_config``
+        itself (never back into this method)."""
         if self.modules is None:
-            return _no_module_operations()
-        return await self.modules.reload_config()
+            return no_module_operations()
+        return await self.daemon.systemd.reload_config()
 
 
-def _no_module_operations() -> CommandResult:
+def no_module_operations() -> CommandResult:
     return CommandResult(False, "module operations are not available in this daemon")
 
 

@@ -15,8 +15,11 @@
   event loop: a loop blocked by a module or a stuck call sends no pings,
   which is exactly what systemd must notice.
 - RELOADING=1 (with MONOTONIC_USEC) ... READY=1 around a configuration
-  reload on SIGHUP (``systemctl reload``): the daemon's SIGHUP handler runs
-  ``Daemon.reload_config``, which runs ``reload_config`` here.
+  reload, whichever way it was asked for: SIGHUP (``systemctl reload``,
+  through ``Daemon.reload_config``), the control socket or MQTT (through
+  ``DaemonControl.reload_config`` and ``module_reload()`` of every module).
+  All of them run ``reload_config`` here, one at a time, and it calls the
+  module operations itself: never back into ``DaemonControl``.
 - STOPPING=1 from a stopping callback, the first thing a stop does, with
   EXTEND_TIMEOUT_USEC covering ``shutdown.timeout_s``: a unit whose
   TimeoutStopSec= is shorter does not SIGKILL a stop that is still
@@ -29,11 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
-from orchestrator.control import CommandResult
+from orchestrator.control import CommandResult, no_module_operations
 from orchestrator.feeds.config import FeedConfig
 from orchestrator.service.notify import SystemdNotifier
 from orchestrator.service.status import StatusLine
@@ -123,9 +127,11 @@ class SystemdNotifyService:
 
     # ------------------------------------------------------------ reload
 
-    async def reload_config(self) -> CommandResult:
+    async def reload_config(self, reload: Callable[[], Awaitable[CommandResult]] | None = None) -> CommandResult:
         """RELOADING=1, the daemon's configuration reload, READY=1; one at a time.
 
+        ``reload``: the reload to run (default: the module operations'
+        ``reload_config``; ``reload`` of every module re-reads the config too).
         Before the daemon has reported READY=1 the reload runs unannounced:
         a READY=1 after it would claim a readiness not yet reached.
         """
@@ -138,7 +144,7 @@ class SystemdNotifyService:
                 self.notifier.reloading()
             log.info("config_reload_started")
             try:
-                result = await self.daemon.control.reload_config()
+                result = await (self._reload_config_file if reload is None else reload)()
             except Exception as exc:  # noqa: BLE001 - a failed reload keeps the running configuration
                 result = CommandResult(False, f"{type(exc).__name__}: {exc}")
             if result.ok:
@@ -149,6 +155,12 @@ class SystemdNotifyService:
                 summary = self.status_line.summary()
                 self.notifier.ready(summary if result.ok else f"reload failed: {result.message} | {summary}")
             return result
+
+    async def _reload_config_file(self) -> CommandResult:
+        modules = self.daemon.control.modules
+        if modules is None:
+            return no_module_operations()
+        return await modules.reload_config()
 
     # ------------------------------------------------------------ callbacks
 

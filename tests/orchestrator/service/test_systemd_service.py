@@ -18,6 +18,9 @@ from orchestrator.daemon import Daemon
 from orchestrator.events import Bar, MarketEvent
 from orchestrator.feeds.base import MarketFeed
 from orchestrator.feeds.config import FeedConfig
+from orchestrator.hotswap.control_client import send
+from orchestrator.mqtt.commands import CommandHandler
+from orchestrator.mqtt.topics import Topics
 from orchestrator.service.systemd import FIRST_EVENT_MARGIN_S, SystemdNotifyService, first_event_wait_s
 
 CONFIG = """\
@@ -200,6 +203,91 @@ async def test_a_reload_before_ready_is_unannounced_and_one_while_stopping_is_re
     assert reloads.calls == 1
     assert {"event": "config_reload_skipped", "reason": "stopping", "log_level": "info"} in logs
     assert not any("RELOADING" in message for message in notify_path.drain())
+
+
+def reload_notifications(notify_path, count: int) -> list[str]:
+    """The next ``count`` RELOADING=1 / READY=1 notifications, by name, in order."""
+    seen: list[str] = []
+    while len(seen) < count:
+        message = notify_path.wait_for(lambda m: "RELOADING" in m or "READY" in m)
+        seen.append("RELOADING" if "RELOADING" in message else "READY")
+    return seen
+
+
+def fast_param(daemon: Daemon) -> int:
+    return int(daemon.engine.pipelines["default"].slots["ma_crossover"].params.fast)
+
+
+async def test_the_control_socket_and_mqtt_reload_on_the_same_path_as_sighup(daemon, notify_path):
+    path = daemon.loaded.path
+    assert path is not None
+    task = asyncio.create_task(daemon.run())
+    await asyncio.to_thread(notify_path.wait_for, lambda m: m.get("READY") == "1")
+    assert fast_param(daemon) == 3
+
+    path.write_text(path.read_text().replace("fast: 3", "fast: 4"))
+    socket = daemon.hot_swap.control_socket.path
+    answer = await asyncio.to_thread(send, socket, {"command": "reload_config"}, timeout=30)
+    assert answer["ok"], answer
+    assert await asyncio.to_thread(reload_notifications, notify_path, 2) == ["RELOADING", "READY"]
+    assert fast_param(daemon) == 4
+
+    path.write_text(path.read_text().replace("fast: 4", "fast: 5"))
+    handler = CommandHandler(daemon.control, Topics("orchestrator/notify-test"), max_payload_bytes=4096, remember_ids=8)
+    reply = await handler.handle("module", b'{"id": "r-1", "action": "reload"}', retained=False)  # config, then code
+    assert reply is not None
+    assert reply.ok, reply.message
+    assert await asyncio.to_thread(reload_notifications, notify_path, 2) == ["RELOADING", "READY"]
+    assert fast_param(daemon) == 5
+    daemon.request_stop("test")
+    assert await task == 0
+
+
+class SlowReloads(ConfigReloads):
+    """Counts how many reloads run at once."""
+
+    def __init__(self) -> None:
+        super().__init__(CommandResult(True, "ok"))
+        self.running = 0
+        self.most = 0
+        self.reloads: list[str | None] = []
+
+    async def _one(self) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await asyncio.sleep(0.05)
+        self.running -= 1
+
+    async def reload_config(self) -> CommandResult:
+        await self._one()
+        return await super().reload_config()
+
+    async def reload(self, name: str | None) -> CommandResult:
+        self.reloads.append(name)
+        await self._one()
+        return CommandResult(True, f"reloaded {name}")
+
+
+async def test_reloads_from_every_channel_take_turns_under_one_lock(daemon, notify_path):
+    reloads = SlowReloads()
+    daemon.control.modules = reloads
+    task = asyncio.create_task(daemon.run())
+    await asyncio.to_thread(notify_path.wait_for, lambda m: m.get("READY") == "1")
+    results = await asyncio.gather(
+        daemon.reload_config(),  # SIGHUP
+        daemon.control.reload_config(),  # the control socket's reload_config, MQTT's
+        daemon.control.module_reload(),  # reload of every module: config, then changed code
+    )
+    assert [r.ok for r in results] == [True, True, True]
+    assert results[2].message == "reloaded None"
+    assert reloads.most == 1  # one at a time
+    assert (reloads.calls, reloads.reloads) == (2, [None])  # each ran once: no recursion, no double reload
+    assert await asyncio.to_thread(reload_notifications, notify_path, 6) == ["RELOADING", "READY"] * 3
+    one = await daemon.control.module_reload("ma_crossover")  # one module's code: not a config reload
+    assert one.message == "reloaded ma_crossover"
+    assert not any("RELOADING" in message for message in notify_path.drain())
+    daemon.request_stop("test")
+    assert await task == 0
 
 
 @pytest.mark.parametrize(
