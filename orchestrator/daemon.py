@@ -25,10 +25,12 @@ from orchestrator.engine.listener import EngineListener
 from orchestrator.engine.orchestrator import TradingOrchestrator
 from orchestrator.engine.plan import RunPlan, plan_run
 from orchestrator.engine.state_store import ModuleStateStore
+from orchestrator.errors import ConfigError
 from orchestrator.execution.factory import live_adapters
 from orchestrator.execution.services import attach_execution
 from orchestrator.feeds.base import MarketFeed
 from orchestrator.feeds.factory import build_feed
+from orchestrator.hotswap.candidate import startup_self_checks
 from orchestrator.hotswap.recorder import RecentEvents
 from orchestrator.hotswap.service import attach_hot_swap
 from orchestrator.orders import Fill, OrderDenied, OrderIntent, OrderUpdate
@@ -114,6 +116,11 @@ class Daemon:
         self.loaded = loaded
         self.config = loaded.config
         self.plan: RunPlan = plan_run(loaded)
+        # Each module's own self-check, as a hot swap would run it: a module
+        # that fails it is refused now, like a bad config, before anything is built.
+        problems = startup_self_checks(self.plan, loaded.label)
+        if problems:
+            raise ConfigError(problems)
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = ModuleStateStore(self.config.state_dir)
         self.engine: TradingOrchestrator = build_orchestrator(

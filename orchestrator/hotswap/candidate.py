@@ -33,7 +33,7 @@ from orchestrator.engine.state_store import ModuleStateStore
 from orchestrator.errors import ModuleLoadError, OrchestratorError
 from orchestrator.events import EventKind, MarketEvent
 from orchestrator.hotswap.gil import Checkpoint, no_checkpoint
-from orchestrator.hotswap.recorder import RecordedSample
+from orchestrator.hotswap.recorder import RecordedSample, simulated_sample
 from orchestrator.hotswap.transition import BucketChange, Transition
 from orchestrator.plugins.loader import instantiate
 
@@ -84,6 +84,26 @@ def own_self_check(plan: ModulePlan, sample: Sequence[MarketEvent]) -> list[str]
     if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
         return [f"self_check returned {type(problems).__name__}, not a list of strings"]
     return [f"self-check: {problem}" for problem in problems]
+
+
+_SAID = "self-check: "  # how ``own_self_check`` words a problem the module reported
+
+
+def startup_self_checks(run: RunPlan, label: str) -> list[str]:
+    """Every module's own ``self_check`` before the daemon starts, as a hot swap
+    runs it: on a throw-away instance, with the simulated sample (nothing is
+    recorded yet). One line per problem, naming the module; empty: all healthy."""
+    many = len(run.buckets) > 1
+    problems: list[str] = []
+    for bucket in run.buckets:
+        sample = simulated_sample(bucket.symbols)
+        for plan in bucket.modules:
+            where = f"modules.{plan.name}" + (f" [bucket {bucket.name}]" if many else "")
+            for problem in own_self_check(plan, sample):
+                failed = problem.startswith(_SAID)  # the module's own words; else it raised or could not start
+                said = f"self-check failed: {problem.removeprefix(_SAID)}" if failed else problem
+                problems.append(f"{label}: {where}: {said}")
+    return list(dict.fromkeys(problems))
 
 
 def check_closure(bucket: BucketPlan, changed: set[str]) -> list[ModulePlan]:
