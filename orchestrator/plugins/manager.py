@@ -28,6 +28,10 @@ class OrchestratorPluginManager(pluggy.PluginManager):
         self.add_hookspecs(ModuleHooks)
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        # ``register`` asks about every name in ``dir(plugin)``: a module has
+        # dozens of dunders and no hook is one, so skip them unexamined.
+        if name.startswith("__"):
+            return None
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is not None or name not in HOOK_NAMES:
             return opts

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pluggy._manager
+import pytest
+
 from orchestrator import (
     AnalysisModule,
     Bar,
@@ -87,3 +90,28 @@ def test_an_unmarked_override_of_a_marked_method_stays_a_hook() -> None:
     pm = OrchestratorPluginManager()
     pm.register(OverridesMarked(ModuleParams()), name="override")
     assert pm.hook.fuse(request=REQUEST).target == 0.3
+
+
+class DunderMarked(Unmarked):
+    @hookimpl
+    def __fuse__(self, request: FusionRequest) -> FusionResult | None:  # a dunder is never a hook
+        return result(0.4)
+
+
+def test_registration_does_not_examine_dunder_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
+    examined: list[str] = []
+    static_hook_attr = pluggy._manager._static_hook_attr  # what parse_hookimpl_opts looks an attribute up with
+
+    def recording(plugin: object, name: str) -> object:
+        examined.append(name)
+        return static_hook_attr(plugin, name)
+
+    pm = OrchestratorPluginManager()
+    monkeypatch.setattr(pluggy._manager, "_static_hook_attr", recording)
+    plugin = DunderMarked(ModuleParams())
+    pm.register(plugin, name="dunder")
+    assert {"on_bar", "fuse", "helper"} <= set(examined)
+    assert [name for name in examined if name.startswith("__")] == []
+    assert not hasattr(pm.hook, "__fuse__")
+    assert [impl.plugin for impl in pm.hook.on_bar.get_hookimpls()] == [plugin]
+    assert pm.hook.fuse(request=REQUEST).target == 0.1
