@@ -41,6 +41,7 @@ from orchestrator.signals import Decision
 log = structlog.get_logger("orchestrator.daemon")
 
 STATUS_LOG_INTERVAL_S = 30.0
+FIRST_STATUS_LOG_S = 5.0  # the first line comes soon: an operator who just started the daemon is watching
 STATE_SAVE_INTERVAL_S = 300.0
 
 
@@ -147,6 +148,8 @@ class Daemon:
         self.stop_reason = ""
         self.exit_code = 0
         self.started_at = time.time()
+        self.first_status_log_s = FIRST_STATUS_LOG_S
+        self.status_log_interval_s = STATUS_LOG_INTERVAL_S
         self._signal_tasks: set[asyncio.Task[CommandResult]] = set()
         self.hot_swap = attach_hot_swap(self)  # module manager, control socket, source watcher
         if self.config.mqtt is not None and self.config.mqtt.enabled:
@@ -233,25 +236,38 @@ class Daemon:
         last_events = 0
         last_time = time.monotonic()
         last_save = last_time
+        delay = self.first_status_log_s
         while True:
-            await asyncio.sleep(STATUS_LOG_INTERVAL_S)
+            await asyncio.sleep(delay)
+            delay = self.status_log_interval_s
             now = time.monotonic()
             counters = self.engine.counters
             rate = (counters.events - last_events) / (now - last_time)
             last_events, last_time = counters.events, now
-            log.info(
-                "status",
-                events=counters.events,
-                events_per_s=round(rate, 1),
-                decisions=counters.decisions,
-                orders=counters.intents,
-                fills=counters.fills,
-                equity=round(self.engine.portfolio.equity, 2),
-                state=self.engine.risk.state.value,
-            )
+            self.log_status(rate)
             if now - last_save >= STATE_SAVE_INTERVAL_S:
                 self.save_module_states()
                 last_save = now
+
+    def log_status(self, events_per_s: float) -> None:
+        """The periodic status line: throughput, counters, the account and its positions."""
+        engine = self.engine
+        counters = engine.counters
+        portfolio = engine.portfolio.snapshot()
+        log.info(
+            "status",
+            events=counters.events,
+            events_per_s=round(events_per_s, 1),
+            decisions=counters.decisions,
+            orders=counters.intents,
+            fills=counters.fills,
+            state=engine.risk.state.value,
+            equity=round(portfolio.equity, 2),
+            realized_pnl=round(portfolio.realized_pnl, 2),
+            unrealized_pnl=round(sum(p.unrealized_pnl for p in portfolio.positions), 2),
+            fees=round(portfolio.fees, 2),
+            positions={p.symbol: p.quantity for p in portfolio.positions if p.quantity},
+        )
 
     def save_module_states(self) -> None:
         """Persist every module's exported state (without stopping it)."""

@@ -60,6 +60,27 @@ def _finite(value: Any) -> Any:
     return value
 
 
+CONSOLE_SIGNIFICANT_DIGITS = 8
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.{CONSOLE_SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_rounded(v) for v in value)
+    return value
+
+
+def console_floats(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Floats to 8 significant digits on a terminal: a fill quantity reads
+    ``0.033333333``, not ``0.03333333333333333``. JSON keeps every digit."""
+    return {key: _rounded(value) for key, value in event_dict.items()}
+
+
 def json_ready(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Strict JSON (NaN and infinities become strings) with the keys a
     reader scans for first: timestamp, level, logger, event."""
@@ -128,7 +149,9 @@ def configure_logging(level: Level = "info", fmt: Format = "auto", stream: TextI
         cache_logger_on_first_use=False,
     )
     final: list[structlog.typing.Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if not use_console:
+    if use_console:
+        final.append(console_floats)
+    else:
         final += [structlog.processors.format_exc_info, json_ready]
     final.append(renderer)
     handler = logging.StreamHandler(stream)
@@ -142,6 +165,9 @@ def configure_logging(level: Level = "info", fmt: Format = "auto", stream: TextI
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # watchfiles says "N changes detected" at INFO on every save; the hot-swap
+    # watcher logs what it does about a change itself.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     if not use_console:  # a terminal keeps Python's readable tracebacks
         sys.excepthook = _log_uncaught

@@ -5,6 +5,7 @@ is refused at start, naming the module, before anything is built."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator import Bar
 from orchestrator.config.loader import load_config
-from orchestrator.daemon import Daemon
+from orchestrator.daemon import FIRST_STATUS_LOG_S, STATUS_LOG_INTERVAL_S, Daemon
 from orchestrator.engine.health import ModuleStatus
 from orchestrator.errors import ConfigError
 
@@ -180,3 +182,44 @@ def test_orchestrator_run_refuses_the_module_with_one_line_and_no_traceback(
     assert failed["event"] == "startup_failed"
     assert failed["problems"] == [f"{path}: modules.checked: self-check failed: weights file is stale"]
     assert [json.loads(line)["event"] for line in lines] == ["starting", "startup_failed"]
+
+
+async def test_the_first_status_line_comes_early_with_positions_and_pnl(
+    tmp_path: Path, write_config: Callable[..., Path], scripted_module: Callable[..., Path]
+) -> None:
+    assert 5.0 <= FIRST_STATUS_LOG_S <= 10.0 < STATUS_LOG_INTERVAL_S
+    long = scripted_module("long", default=(1.0, 1.0))  # always fully long: a position opens at once
+    path = write_config(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "feed": {
+                "kind": "simulated",
+                "simulated": {"speed": 50, "tick_ms": 250, "bar_ms": 1000, "prices": {"BTC/USDT": 100.0}},
+            },
+            "symbols": ["BTC/USDT"],
+            "modules": {"long": {"path": str(long)}},
+        }
+    )
+    daemon = Daemon(load_config(path, env={}))
+    assert (daemon.first_status_log_s, daemon.status_log_interval_s) == (FIRST_STATUS_LOG_S, STATUS_LOG_INTERVAL_S)
+    daemon.first_status_log_s, daemon.status_log_interval_s = 0.5, 3600.0  # the same schedule, shortened
+    with capture_logs() as logs:
+        task = asyncio.create_task(daemon.run())
+        await asyncio.wait_for(daemon.ready.wait(), 30)
+        started = asyncio.get_running_loop().time()
+        while not any(entry["event"] == "status" for entry in logs):
+            assert asyncio.get_running_loop().time() - started < 20, "no status line"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # the next one is a period away, not another first delay
+        daemon.request_stop("test")
+        assert await task == 0
+    (status,) = [entry for entry in logs if entry["event"] == "status"]
+    assert status["events"] > 0
+    assert status["fills"] > 0
+    assert status["state"] == "ACTIVE"
+    (quantity,) = status["positions"].values()
+    assert list(status["positions"]) == ["BTC/USDT"]
+    assert quantity > 0.0
+    for key in ("equity", "realized_pnl", "unrealized_pnl", "fees"):
+        assert isinstance(status[key], float), key
+        assert status[key] == round(status[key], 2), key

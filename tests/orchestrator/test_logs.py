@@ -165,3 +165,50 @@ def test_console_format_is_for_people(monkeypatch):
     assert "symbol" in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
+
+
+def test_the_console_rounds_floats_and_json_keeps_every_digit(monkeypatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    fields = {"quantity": 1 / 30, "price": 60012.345678912, "sums": {"fee": 0.1 + 0.2}, "marks": [2 / 3], "n": 3}
+    console = io.StringIO()
+    configure_logging("info", "console", console)
+    structlog.get_logger("t").info("fill", ratio=float("nan"), **fields)
+    text = console.getvalue()
+    assert "quantity=0.033333333 " in text
+    assert "price=60012.346 " in text
+    assert "{'fee': 0.3}" in text
+    assert "[0.66666667]" in text
+    assert "n=3" in text
+    assert "ratio=nan" in text
+    assert "0.0333333333333" not in text
+    assert "0.30000000000000004" not in text
+    machine = io.StringIO()
+    configure_logging("info", "json", machine)
+    structlog.get_logger("t").info("fill", **fields)
+    (entry,) = json_lines(machine.getvalue())
+    assert (entry["quantity"], entry["price"], entry["sums"]["fee"]) == (1 / 30, 60012.345678912, 0.1 + 0.2)
+
+
+def test_watchfiles_change_notices_stay_out_of_an_info_log(tmp_path: Path, monkeypatch):
+    import watchfiles
+
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    stop = threading.Event()
+    give_up = threading.Timer(20.0, stop.set)
+    edit = threading.Timer(0.3, (tmp_path / "module.py").write_text, args=("x = 1\n",))
+    seen: list[set] = []
+    give_up.start()
+    edit.start()
+    try:
+        for changes in watchfiles.watch(tmp_path, debounce=50, step=10, stop_event=stop, rust_timeout=1_000):
+            seen.append(changes)
+            break
+    finally:
+        edit.cancel()
+        give_up.cancel()
+    assert seen, "the edit was not seen"
+    structlog.get_logger("orchestrator.test").info("after")
+    logging.getLogger("watchfiles.main").warning("watch stopped")  # its warnings still get through
+    assert [entry["event"] for entry in json_lines(stream.getvalue())] == ["after", "watch stopped"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,15 @@ def test_cli_on_a_database_that_is_no_journal_says_so(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "not an order journal" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_journal_package_loads_its_writer_and_store_on_first_use() -> None:
+    probe = (
+        "import sys, orchestrator.cli, orchestrator.config.models\n"
+        "print(sorted(m for m in ('orchestrator.journal.writer', 'orchestrator.journal.store') if m in sys.modules))\n"
+        "from orchestrator.journal import JournalWriter, OrderJournal\n"
+        "import orchestrator.journal.writer as writer\n"
+        "print(JournalWriter is writer.JournalWriter, OrderJournal.__module__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.splitlines() == ["[]", "True orchestrator.journal.store"]
