@@ -38,6 +38,17 @@ second (from book updates; from bars without books) over ``horizon_ms``;
 mu = information_coefficient x alpha x sigma; confidence = |alpha| x warm-up
 x max(0, 1 - toxicity_penalty x VPIN) x missing_input_discount per missing
 input kind. O(1) amortised per event.
+
+When the view is published: on every book update, and on every trade or bar
+while books are stale (a trades-only or bars-only feed). While books are
+fresh a trade updates the flow state and its scale, and the next book update
+(a few hundred milliseconds later at most on a live venue) publishes the
+view with it: OFI is defined per book update, and a busy market's every
+print would otherwise re-run fusion for a view that moved by one trade.
+
+VPIN classifies volume by the trade's side (aggressor or tick rule), not by
+the bulk volume classification of the paper's later versions; with bars only
+the bar's shape gives the bulk buy fraction.
 """
 
 from __future__ import annotations
@@ -234,6 +245,9 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
             state.spread_pending.append((trade.ts, sign, price, state.mid))
         state.last_trade_ts = trade.ts
         state.inputs += 1
+        self._observe_flow(state)
+        if trade.ts - state.last_book_ts <= self._stale_ms:
+            return None  # books are fresh: the next book update publishes the view (see the docstring)
         return self._output(state, trade.ts, False)
 
     def on_book(self, book: BookUpdate, ctx: ModuleContext) -> ModuleOutput | None:
@@ -300,6 +314,7 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
         state.flow = decay * state.flow + bar.volume
         self._bucket(state, bar.volume, 0.5 * (1.0 + direction))
         state.inputs += 1
+        self._observe_flow(state)
         return self._output(state, now, False)
 
     # ------------------------------------------------------------ pieces
@@ -352,9 +367,17 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
             weight = max(1.0 / state.spreads_seen, 1.0 - decay)
             state.realized_spread += weight * (value - state.realized_spread)
 
+    def _observe_flow(self, state: _SymbolState) -> None:
+        """Update the flow signal's scale (EW of its square) with the trade or bar that just arrived."""
+        flow = state.flow
+        flow_imbalance = state.signed_flow / flow if flow > 0.0 else 0.0
+        decay = self._vol_decay
+        state.flow_power = decay * state.flow_power + flow_imbalance * flow_imbalance
+        state.flow_weight = decay * state.flow_weight + 1.0
+
     def _output(self, state: _SymbolState, now: int, from_book: bool) -> ModuleOutput:
-        """Features and prediction. The signal of the input that just arrived (OFI
-        after a book, the flow otherwise) updates its scale. Runs on every event:
+        """Features and prediction. After a book update, OFI updates its scale (the
+        flow's is updated where trades and bars arrive). Runs on most events:
         parameters are read from hot-path copies, state from locals."""
         stale_ms = self._stale_ms
         has_trades = now - state.last_trade_ts <= stale_ms
@@ -373,15 +396,13 @@ class MicrostructureModule(AnalysisModule[MicrostructureParams]):
             ofi = ofi_normalized = kyle_lambda = realized_spread = 0.0
         flow = state.flow
         flow_imbalance = state.signed_flow / flow if flow > 0.0 else 0.0
-        decay = self._vol_decay
         if from_book:
+            decay = self._vol_decay
             ofi_power = state.ofi_power = decay * state.ofi_power + ofi_normalized * ofi_normalized
             ofi_weight = state.ofi_weight = decay * state.ofi_weight + 1.0
-            flow_power, flow_weight = state.flow_power, state.flow_weight
         else:
-            flow_power = state.flow_power = decay * state.flow_power + flow_imbalance * flow_imbalance
-            flow_weight = state.flow_weight = decay * state.flow_weight + 1.0
             ofi_power, ofi_weight = state.ofi_power, state.ofi_weight
+        flow_power, flow_weight = state.flow_power, state.flow_weight
         buckets = len(state.buckets)
         vpin = state.bucket_sum / (buckets * state.bucket_volume) if buckets else 0.0
         features = {

@@ -288,26 +288,31 @@ class NeuralFusionModule(AnalysisModule[NeuralFusionParams]):
         ts = request.ts
         state.next_refresh = ts + params.refresh_ms
         layout = self._current_layout(request)
-        scaler = self._scaler
-        assert scaler is not None  # set together with the layout
-        filled, present = layout.encode(request, scaler.fill)
-        # Row 0: the standardised input; row i + 1: the same without module i.
-        rows = scaler.standardise(filled)
         network = self._network
-        outputs = network.outputs(rows) if network.trained else None
-        if ts >= state.next_sample and state.price > 0.0:
-            state.queue(ts, rows[0].copy(), math.nan if outputs is None else outputs[0], params.horizon_ms)
-            scaler.update(layout.encode(request)[0])  # with NaN where missing: those are not counted
-            state.next_sample = ts + params.sample_ms
         skill = self._skill
         answers = (
-            outputs is not None
+            network.trained
             and self.trained_samples >= params.warmup_samples
             and state.return_var > 0.0
             and skill.error > 0.0
             # A network that has not shown skill on outcomes it had not seen leaves the decision to the built-in method.
             and skill.correlation >= params.min_skill
         )
+        sampling = ts >= state.next_sample and state.price > 0.0
+        if not (answers or sampling):
+            # Nothing to say and nothing to learn at this moment: no encoding, no forward pass.
+            state.result = None
+            return None
+        scaler = self._scaler
+        assert scaler is not None  # set together with the layout
+        filled, present = layout.encode(request, scaler.fill)
+        # Row 0: the standardised input; row i + 1: the same without module i.
+        rows = scaler.standardise(filled)
+        outputs = network.outputs(rows) if network.trained else None
+        if sampling:
+            state.queue(ts, rows[0].copy(), math.nan if outputs is None else outputs[0], params.horizon_ms)
+            scaler.update(layout.encode(request)[0])  # with NaN where missing: those are not counted
+            state.next_sample = ts + params.sample_ms
         state.result = self._result(state, outputs, present, layout) if answers and outputs is not None else None
         return state.result
 

@@ -232,6 +232,43 @@ def test_bars_are_ignored_while_trades_are_fresh_and_used_again_when_they_go_sta
     assert features(trace[-1])["trade_imbalance"] != 1.0
 
 
+def test_trades_publish_with_the_next_book_while_books_are_fresh_and_by_themselves_without() -> None:
+    harness = ModuleHarness({"microstructure": {"stale_ms": 10_000, "flow_halflife": 3.0}}, symbols=["X"])
+    assert harness.push(touch(START, 99.9, 1.0, 100.1, 1.0))
+    before = harness.output("microstructure", "X")
+    # Books fresh: the trades change the state, not the published view, until the next book.
+    assert not harness.push(trade(START + 10, 100.1, 2.0, +1))
+    assert not harness.push(trade(START + 20, 100.1, 1.0, +1))
+    assert harness.output("microstructure", "X") is before
+    assert harness.push(touch(START + 30, 99.9, 1.0, 100.1, 1.0))
+    assert features(harness.output("microstructure", "X"))["trade_imbalance"] == 1.0
+    # Books stale: every trade publishes, with what it changed.
+    assert harness.push(trade(START + 30 + 10_001, 100.0, 1.0, -1))
+    after = features(harness.output("microstructure", "X"))
+    assert after["has_books"] == 0.0
+    assert after["trade_imbalance"] < 1.0
+
+
+def test_the_flow_scale_is_the_same_whether_trades_publish_or_not() -> None:
+    """The flow signal's scale learns from every trade, published or not: a trade-only
+    stream and the same trades among fresh books end with the same flow feature."""
+    trades = [trade(START + 100 * i, 100.0, 1.0 + i % 3, 1 if i % 4 else -1) for i in range(40)]
+    alone = run({"min_inputs": 1}, trades)[-1]
+    mixed_events: list[MarketEvent] = []
+    for i, t in enumerate(trades):
+        mixed_events += [touch(t.ts - 1, 99.9, 1.0 + i % 2, 100.1, 1.0), t]
+    mixed_events.append(touch(trades[-1].ts + 1, 99.9, 1.0, 100.1, 1.0))
+    mixed = run({"min_inputs": 1}, mixed_events)[-1]
+    assert features(mixed)["trade_imbalance"] == pytest.approx(features(alone)["trade_imbalance"])
+    a = ModuleHarness({"microstructure": {"min_inputs": 1}}, symbols=["X"])
+    a.run(trades)
+    b = ModuleHarness({"microstructure": {"min_inputs": 1}}, symbols=["X"])
+    b.run(mixed_events)
+    state_a = a.instance("microstructure")._state["X"]
+    state_b = b.instance("microstructure")._state["X"]
+    assert (state_b.flow_power, state_b.flow_weight) == pytest.approx((state_a.flow_power, state_a.flow_weight))
+
+
 def test_confidence_falls_with_toxicity() -> None:
     market = SimulatedMarket(SimulatedMarketConfig(seed=2), ["BTC"])
     events = market.take(20_000)
