@@ -75,13 +75,17 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def _default(field: FieldInfo) -> str:
+def _default_value(field: FieldInfo) -> Any:
     if field.default is PydanticUndefined:
         if field.default_factory is None:
-            return "*required*"
-        value = field.default_factory()  # type: ignore[call-arg]
-    else:
-        value = field.default
+            return PydanticUndefined
+        return field.default_factory()  # type: ignore[call-arg]
+    return field.default
+
+
+def _default(value: Any) -> str:
+    if value is PydanticUndefined:
+        return "*required*"
     if isinstance(value, BaseModel):
         return ""
     try:
@@ -104,7 +108,12 @@ def _cell(text: str) -> str:
     return text.replace("``", "`").replace("|", "/")
 
 
-def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
+def rows(
+    model: type[BaseModel], prefix: str = "", defaults: BaseModel | None = None
+) -> list[tuple[str, str, str, str]]:
+    """One row per key. ``defaults`` is the section's own default instance:
+    a section built by a factory (``StreamLimitConfig(burst=50)``) documents
+    the values it really starts with, not its class's field defaults."""
     out: list[tuple[str, str, str, str]] = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
@@ -112,14 +121,15 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
         nested = _models_in(annotation)
         values = _dict_value_model(annotation)
         description = field.description or (_first_sentence(nested[0].__doc__) if nested else "")
+        value = getattr(defaults, name) if defaults is not None else _default_value(field)
         if nested and not values:
             out.append((key, "section", "", description))
-            out.extend(rows(nested[0], key + "."))
+            out.extend(rows(nested[0], key + ".", value if isinstance(value, BaseModel) else None))
         elif values is not None:
-            out.append((key, f"mapping of {values.__name__}", _default(field), description))
+            out.append((key, f"mapping of {values.__name__}", _default(value), description))
             out.extend(rows(values, key + ".<name>."))
         else:
-            out.append((key, _type_name(annotation), _default(field), description))
+            out.append((key, _type_name(annotation), _default(value), description))
     return out
 
 

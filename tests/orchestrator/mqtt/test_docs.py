@@ -1,5 +1,5 @@
-"""docs/readme/mqtt.md against the real thing: every payload example has the
-fields a running daemon publishes, and the ACL shown is the one the tests run."""
+"""The README's MQTT section against the real thing: every payload example has
+the fields a running daemon publishes, and the ACL shown is the one the tests run."""
 
 from __future__ import annotations
 
@@ -8,17 +8,26 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
-DOC = REPO / "docs" / "readme" / "mqtt.md"
+README = REPO / "README.md"
+SECTION = "## Status and control over MQTT"
 PREFIX = "orchestrator/t1"
 DATA_MAPS = frozenset({"positions", "contributions", "data"})  # keyed by symbols, modules, results
 
 
+def mqtt_section() -> str:
+    """The README's MQTT section: from its heading to the next top-level one."""
+    text = README.read_text()
+    start = text.index(SECTION)
+    end = text.find("\n## ", start + len(SECTION))
+    return text[start : end if end >= 0 else len(text)]
+
+
 def code_blocks(language: str) -> list[str]:
-    """The fenced blocks of the document marked ``language`` ('' for unmarked ones)."""
+    """The fenced blocks of the MQTT section marked ``language`` ('' for unmarked ones)."""
     blocks: list[str] = []
     current: list[str] | None = None
     wanted = False
-    for line in DOC.read_text().splitlines():
+    for line in mqtt_section().splitlines():
         if line.startswith("```"):
             if current is None:
                 current, wanted = [], line[3:].strip() == language
