@@ -1,54 +1,50 @@
 """Market microstructure: order flow, toxicity, price impact and realised spread.
 
-Per symbol, from trades and level-2 books (and from bars when those are all
-there is):
+Per symbol, from trades and level-2 books (and from bars when those are all there is):
 
-- ``trade_imbalance``: EW of signed trade volume / EW of volume, in [-1, 1].
-  The sign is the aggressor side, or the tick rule (Lee & Ready 1991) when the
-  side is unknown or ``classification`` is "tick".
-- ``ofi`` / ``ofi_normalized``: order-flow imbalance of Cont, Kukanov &
-  Stoikov, "The price impact of order book events" (J. Fin. Econometrics
-  12(1), 2014): per book update
+- ``trade_imbalance``: EW of signed trade volume / EW of volume, in [-1, 1]. The sign is
+  the aggressor side, or the tick rule (Lee & Ready 1991) when the side is unknown or
+  ``classification`` is "tick".
+- ``ofi`` / ``ofi_normalized``: order-flow imbalance of Cont, Kukanov & Stoikov, "The
+  price impact of order book events" (J. Fin. Econometrics 12(1), 2014): per book update
   e_n = 1{Pb_n >= Pb_n-1} qb_n - 1{Pb_n <= Pb_n-1} qb_n-1
         - 1{Pa_n <= Pa_n-1} qa_n + 1{Pa_n >= Pa_n-1} qa_n-1,
   summed over the last ``ofi_window_ms``; normalised by the mean touch depth
   (qb + qa) / 2 over the same updates.
-- ``vpin``: Easley, López de Prado & O'Hara, "Flow toxicity and liquidity in
-  a high-frequency world" (RFS 25(5), 2012): volume is cut into buckets of a
-  fixed size V; VPIN = sum |V_buy - V_sell| / (n V) over the last
-  ``vpin_buckets`` full buckets, kept as a running sum. V is ``bucket_volume``
-  or, per symbol, ``inputs_per_bucket`` x the mean size of its first
-  ``calibration_inputs`` trades (or bars), then fixed.
-- ``kyle_lambda``: EW regression through the origin of the mid change between
-  two book updates on the signed volume traded between them (Kyle 1985).
-- ``realized_spread_bps``: EW mean of 2 x side x (price - mid(t + delta)) /
-  mid(t) x 1e4, each trade evaluated at the first book update at or after
+- ``vpin``: Easley, López de Prado & O'Hara, "Flow toxicity and liquidity in a
+  high-frequency world" (RFS 25(5), 2012): volume is cut into buckets of a fixed size V;
+  VPIN = sum |V_buy - V_sell| / (n V) over the last ``vpin_buckets`` full buckets, kept
+  as a running sum. V is ``bucket_volume`` or, per symbol, ``inputs_per_bucket`` x the
+  mean size of its first ``calibration_inputs`` trades (or bars), then fixed.
+- ``kyle_lambda``: EW regression through the origin of the mid change between two book
+  updates on the signed volume traded between them (Kyle 1985).
+- ``realized_spread_bps``: EW mean of 2 x side x (price - mid(t + delta)) / mid(t)
+  x 1e4, each trade evaluated at the first book update at or after
   t + ``realized_spread_ms`` with the mid in force at t + delta: no look-ahead.
-- ``has_trades`` / ``has_books``: 1 when that input arrived within
-  ``stale_ms``, else 0 and the features it feeds are 0.
+- ``has_trades`` / ``has_books``: 1 when that input arrived within ``stale_ms``, else 0
+  and the features it feeds are 0.
 
 With bars only, each bar is one input with the signed-volume proxy
-clip((close - open) / (high - low), -1, 1) x volume, feeding trade_imbalance
-and VPIN (as a bulk buy fraction); bars are ignored while trades are fresh.
+clip((close - open) / (high - low), -1, 1) x volume, feeding trade_imbalance and
+VPIN (as a bulk buy fraction); bars are ignored while trades are fresh.
 
-Prediction: each signal present (ofi_normalized, trade_imbalance) in units
-of its own EW root mean square (half-life ``vol_halflife`` updates), averaged,
-gives z; alpha = tanh(z / z_scale); sigma = EW volatility of the mid per
-second (from book updates; from bars without books) over ``horizon_ms``;
-mu = information_coefficient x alpha x sigma; confidence = |alpha| x warm-up
-x max(0, 1 - toxicity_penalty x VPIN) x missing_input_discount per missing
-input kind. O(1) amortised per event.
+Prediction: each signal present (ofi_normalized, trade_imbalance) in units of its own EW
+root mean square (half-life ``vol_halflife`` updates), averaged, gives z;
+alpha = tanh(z / z_scale); sigma = EW volatility of the mid per second (from book
+updates; from bars without books) over ``horizon_ms``; mu = information_coefficient
+x alpha x sigma; confidence = |alpha| x warm-up x max(0, 1 - toxicity_penalty x VPIN)
+x missing_input_discount per missing input kind. O(1) amortised per event.
 
-When the view is published: on every book update, and on every trade or bar
-while books are stale (a trades-only or bars-only feed). While books are
-fresh a trade updates the flow state and its scale, and the next book update
-(a few hundred milliseconds later at most on a live venue) publishes the
-view with it: OFI is defined per book update, and a busy market's every
-print would otherwise re-run fusion for a view that moved by one trade.
+When the view is published: on every book update, and on every trade or bar while books
+are stale (a trades-only or bars-only feed). While books are fresh a trade updates the
+flow state and its scale, and the next book update (a few hundred milliseconds later at
+most on a live venue) publishes the view with it: OFI is defined per book update, and a
+busy market's every print would otherwise re-run fusion for a view that moved by one
+trade.
 
-VPIN classifies volume by the trade's side (aggressor or tick rule), not by
-the bulk volume classification of the paper's later versions; with bars only
-the bar's shape gives the bulk buy fraction.
+VPIN classifies volume by the trade's side (aggressor or tick rule), not by the bulk
+volume classification of the paper's later versions; with bars only the bar's shape
+gives the bulk buy fraction.
 """
 
 from __future__ import annotations
@@ -77,19 +73,9 @@ from orchestrator import (
 _NEVER = -(2**62)  # the time of an input never seen
 # Parameters that shape the exported state: another value makes it wrong.
 _STATE_PARAMS = (
-    "ofi_window_ms",
-    "flow_halflife",
-    "classification",
-    "bucket_volume",
-    "calibration_inputs",
-    "inputs_per_bucket",
-    "vpin_buckets",
-    "lambda_halflife",
-    "realized_spread_ms",
-    "spread_halflife",
-    "vol_halflife",
-    "max_pending",
-)
+    "ofi_window_ms", "flow_halflife", "classification", "bucket_volume", "calibration_inputs", "inputs_per_bucket",
+    "vpin_buckets", "lambda_halflife", "realized_spread_ms", "spread_halflife", "vol_halflife", "max_pending",
+)  # fmt: skip
 
 
 class MicrostructureParams(ModuleParams):

@@ -1,0 +1,9 @@
+"""Puts this directory on ``sys.path`` so that the neural fusion tests can
+import their helpers from ``neural_fusion_support``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
