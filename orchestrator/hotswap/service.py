@@ -42,6 +42,6 @@ def attach_hot_swap(daemon: Daemon) -> HotSwap:
     manager.config_listeners.append(follow)
     daemon.control.modules = manager
     server = ControlSocketServer(daemon.control, manager, socket_path(daemon.config.state_dir))
-    watcher = SourceWatcher(manager)
+    watcher = SourceWatcher(manager, reload_config=daemon.systemd.reload_config)
     daemon.services.extend([server, watcher])
     return HotSwap(manager, server, watcher)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import structlog
 import watchfiles
 
+from orchestrator.control import CommandResult
 from orchestrator.hotswap.config import HotSwapConfig
 from orchestrator.hotswap.gil import lend_while_busy
 from orchestrator.hotswap.manager import ModuleManager
@@ -57,9 +58,18 @@ class SourceWatcher:
 
     name = "module-watcher"
 
-    def __init__(self, manager: ModuleManager, changes: ChangeSource = awatch_changes) -> None:
+    def __init__(
+        self,
+        manager: ModuleManager,
+        changes: ChangeSource = awatch_changes,
+        reload_config: Callable[[], Awaitable[CommandResult]] | None = None,
+    ) -> None:
         self.manager = manager
         self.changes = changes
+        # A daemon passes its one reload path (lock, RELOADING=1 / READY=1) so
+        # a saved config file is announced to systemd like SIGHUP; alone, the
+        # watcher asks the manager directly.
+        self.reload_config = reload_config or manager.reload_config
         self.watch: WatchSet = manager.watch_set()
         self.batches = 0  # change batches handled (visible to tests and status)
 
@@ -126,7 +136,7 @@ class SourceWatcher:
         watch = self.watch
         try:
             if any(watch.is_config(path) for path in paths) and self.manager.config_changed_on_disk():
-                await self.manager.reload_config()
+                await self.reload_config()
             keys = {key for path in paths if (key := watch.implementation_of(path)) is not None}
             if keys:
                 await self.manager.reload_changed(keys)
@@ -136,7 +146,7 @@ class SourceWatcher:
     async def _catch_up(self) -> None:
         try:
             if self.manager.config_changed_on_disk():
-                await self.manager.reload_config()
+                await self.reload_config()
             await self.manager.reload_changed(set(self.watch.module_files.values()))
         except Exception as exc:
             log.exception("watcher_reload_crashed", error=f"{type(exc).__name__}: {exc}")

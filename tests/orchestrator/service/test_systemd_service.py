@@ -243,6 +243,18 @@ async def test_the_control_socket_and_mqtt_reload_on_the_same_path_as_sighup(dae
     assert await task == 0
 
 
+async def test_a_saved_config_file_is_announced_like_sighup(daemon, notify_path):
+    path = daemon.loaded.path
+    assert path is not None
+    task = asyncio.create_task(daemon.run())
+    await asyncio.to_thread(notify_path.wait_for, lambda m: m.get("READY") == "1")
+    path.write_text(path.read_text().replace("fast: 3", "fast: 6"))  # the watcher sees the save
+    assert await asyncio.to_thread(reload_notifications, notify_path, 2) == ["RELOADING", "READY"]
+    assert fast_param(daemon) == 6
+    daemon.request_stop("test")
+    assert await task == 0
+
+
 class SlowReloads(ConfigReloads):
     """Counts how many reloads run at once."""
 
