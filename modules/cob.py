@@ -10,6 +10,16 @@ Computed per book update, per symbol (best level first on each side):
 - ``weighted_mid``: the same cross-weighting over ``weighted_levels`` levels:
   (VWAP_bid x Q_ask + VWAP_ask x Q_bid) / (Q_bid + Q_ask), with Q the summed
   sizes; it equals ``microprice`` at one level.
+- ``stoikov_microprice`` = mid + g1(I), with ``stoikov_adjustment_bps`` =
+  g1 / mid x 1e4: the first-order micro-price of Stoikov (2018),
+  g1(I) = E[M(tau1) - M(t) | I(t)], the expected size of the next mid change
+  given the touch imbalance I = Q_bid / (Q_bid + Q_ask) (in
+  ``microprice_buckets`` equal buckets). Estimated online and without
+  look-ahead: every update waits in its bucket until the mid next changes,
+  then enters that bucket's EW mean (half-life ``microprice_halflife``
+  observations). 0 (the mid) until a bucket has ``microprice_min_weight``.
+  The paper also conditions on the spread and sums the higher-order terms
+  g2, g3, ...; this is g1 on the imbalance alone.
 - ``imbalance_1`` / ``_5`` / ``_10``: (Q_bid - Q_ask) / (Q_bid + Q_ask) over
   the first 1, 5, 10 levels (all present levels if the book is shallower).
 - ``depth_bid`` / ``depth_ask``: size resting within ``depth_bps`` of mid.
@@ -63,6 +73,9 @@ from orchestrator import (
 _BOUNDARY_TOLERANCE = 1.0 + 1e-9
 # Parameters that change the meaning of the exported fit.
 _STATE_PARAMS = ("signal_levels", "horizon_ms", "halflife")
+# Parameters that change the meaning of the micro-price tables (absent from
+# states of versions before 1.2.0, which start the tables cold).
+_MICROPRICE_PARAMS = ("microprice_buckets", "microprice_halflife")
 
 
 class CobParams(ModuleParams):
@@ -73,6 +86,13 @@ class CobParams(ModuleParams):
     halflife: float = Field(2000.0, gt=0.0, description="half-life of the EW regression, in resolved pairs")
     min_samples: int = Field(200, ge=1, description="resolved pairs before the first prediction")
     alpha_gain: float = Field(2.0, gt=0.0, description="k in alpha = tanh(mu / sigma x k)")
+    microprice_buckets: int = Field(10, ge=1, le=100, description="touch-imbalance buckets of the Stoikov micro-price")
+    microprice_halflife: float = Field(
+        5000.0, gt=0.0, description="half-life of each bucket's mean next mid change, in observations"
+    )
+    microprice_min_weight: float = Field(
+        20.0, ge=0.0, description="observations a bucket needs before its adjustment is used"
+    )
 
 
 @dataclass(slots=True)
@@ -89,6 +109,12 @@ class _SymbolState:
     r2: float = 0.0
     sigma: float = 0.0
     confidence: float = 0.0
+    # Stoikov micro-price: per imbalance bucket, updates waiting for the next
+    # mid change, and the EW sum and weight of the changes that followed.
+    touch_pending: list[int] = field(default_factory=list)
+    touch_sum: list[float] = field(default_factory=list)
+    touch_weight: list[float] = field(default_factory=list)
+    touched: list[int] = field(default_factory=list)  # buckets with updates waiting, in no order
 
 
 def _slope(prices: tuple[float, ...], cumulative: list[float]) -> float:
@@ -111,7 +137,7 @@ class CobModule(AnalysisModule[CobParams]):
     """Spread, micro-price, imbalance, depth and slope of L2 books; imbalance-driven short-horizon view."""
 
     name = "cob"
-    version = "1.1.0"
+    version = "1.2.0"
     consumes = frozenset({EventKind.BOOK})
     Params = CobParams
     latency_budget_us = 100.0
@@ -129,6 +155,9 @@ class CobModule(AnalysisModule[CobParams]):
         # Confidence ramps up over the first 2 x min_samples resolved pairs.
         self._inverse_ramp = 1.0 / (2.0 * params.min_samples)
         self._bps_reach = params.depth_bps * 1e-4 * _BOUNDARY_TOLERANCE
+        self._buckets = params.microprice_buckets
+        self._touch_decay = math.exp(-math.log(2.0) / params.microprice_halflife)
+        self._touch_min_weight = params.microprice_min_weight
         self._state: dict[str, _SymbolState] = {}
 
     def on_book(self, book: BookUpdate, ctx: ModuleContext) -> ModuleOutput | None:
@@ -137,7 +166,7 @@ class CobModule(AnalysisModule[CobParams]):
             return None
         state = self._state.get(book.symbol)
         if state is None:
-            state = self._state[book.symbol] = _SymbolState()
+            state = self._state[book.symbol] = self._new_state()
         mid = 0.5 * (bid_prices[0] + ask_prices[0])
         if not mid > 0.0:
             return None
@@ -147,6 +176,24 @@ class CobModule(AnalysisModule[CobParams]):
         ask = sum(book.ask_sizes[:levels])
         total = bid + ask
         signal = (bid - ask) / total if total > 0.0 else 0.0
+
+        # Stoikov's g1: updates since the last mid change learn the change that ended their wait.
+        touch_pending = state.touch_pending
+        if mid != state.last_mid and state.touched:
+            self._resolve_touch(state, mid - state.last_mid)
+        bid_top = book.bid_sizes[0]
+        top = bid_top + book.ask_sizes[0]
+        buckets = self._buckets
+        bucket = int(bid_top / top * buckets) if top > 0.0 else buckets // 2
+        if bucket >= buckets:
+            bucket = buckets - 1
+        count = touch_pending[bucket]
+        if not count:
+            state.touched.append(bucket)
+        touch_pending[bucket] = count + 1
+        weight_here = state.touch_weight[bucket]
+        usable = weight_here >= self._touch_min_weight and weight_here > 0.0
+        adjustment = state.touch_sum[bucket] / weight_here if usable else 0.0
 
         now = book.ts
         pending = state.pending
@@ -171,7 +218,7 @@ class CobModule(AnalysisModule[CobParams]):
             self._refit(state)
         pending.append((now, mid, signal))
         state.last_mid = mid
-        features = LazyFeatures(self._features, book, mid, state.beta, state.r2)
+        features = LazyFeatures(self._features, book, mid, state.beta, state.r2, adjustment)
         sigma = state.sigma
         if state.samples < self._min_samples or sigma <= 0.0:
             return ModuleOutput(None, features)
@@ -180,7 +227,24 @@ class CobModule(AnalysisModule[CobParams]):
         # Positional: this runs on every update, and keyword passing costs a little each time.
         return ModuleOutput(Prediction(mu, sigma, self._horizon_s, state.confidence, alpha), features)
 
-    def _features(self, book: BookUpdate, mid: float, beta: float, r2: float) -> dict[str, float]:
+    def _new_state(self) -> _SymbolState:
+        buckets = self._buckets
+        return _SymbolState(touch_pending=[0] * buckets, touch_sum=[0.0] * buckets, touch_weight=[0.0] * buckets)
+
+    def _resolve_touch(self, state: _SymbolState, change: float) -> None:
+        """The ``count`` updates waiting in a bucket all saw this ``change``: an
+        exact EW update with count equal observations (weights decay**j, j < count)."""
+        decay = self._touch_decay
+        sums, weights, pending = state.touch_sum, state.touch_weight, state.touch_pending
+        for bucket in state.touched:
+            kept = decay ** pending[bucket]
+            added = (1.0 - kept) / (1.0 - decay)
+            sums[bucket] = kept * sums[bucket] + added * change
+            weights[bucket] = kept * weights[bucket] + added
+            pending[bucket] = 0
+        state.touched.clear()
+
+    def _features(self, book: BookUpdate, mid: float, beta: float, r2: float, adjustment: float) -> dict[str, float]:
         """The named features of one update, from the update and the fit it saw."""
         bid_prices, ask_prices = book.bid_prices, book.ask_prices
         bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
@@ -214,6 +278,8 @@ class CobModule(AnalysisModule[CobParams]):
             "spread_bps": spread / mid * 1e4,
             "microprice": microprice,
             "weighted_mid": weighted_mid,
+            "stoikov_microprice": mid + adjustment,
+            "stoikov_adjustment_bps": adjustment / mid * 1e4,
             "imbalance_1": _imbalance(bid_sizes, ask_sizes, 1),
             "imbalance_5": _imbalance(bid_sizes, ask_sizes, 5),
             "imbalance_10": _imbalance(bid_sizes, ask_sizes, 10),
@@ -248,6 +314,7 @@ class CobModule(AnalysisModule[CobParams]):
                 "pending": [list(item) for item in s.pending],
                 "fit": [s.weight, s.sum_xx, s.sum_xy, s.sum_yy],
                 "samples": s.samples,
+                "touch": [s.touch_pending, s.touch_sum, s.touch_weight],
             }
             for symbol, s in self._state.items()
         }
@@ -262,19 +329,24 @@ class CobModule(AnalysisModule[CobParams]):
         theirs = state.data.get("params", {})
         if any(theirs.get(key) != getattr(self.params, key) for key in _STATE_PARAMS):
             return False
+        # Micro-price tables of other buckets or half-life (or none, before 1.2.0) start cold; the fit stays.
+        tables_fit = all(theirs.get(key) == getattr(self.params, key) for key in _MICROPRICE_PARAMS)
         restored: dict[str, _SymbolState] = {}
         for symbol, data in state.data["symbols"].items():
             weight, sum_xx, sum_xy, sum_yy = (float(v) for v in data["fit"])
-            restored[symbol] = _SymbolState(
-                last_mid=float(data["last_mid"]),
-                pending=deque((int(ts), float(mid), float(x)) for ts, mid, x in data["pending"]),
-                weight=weight,
-                sum_xx=sum_xx,
-                sum_xy=sum_xy,
-                sum_yy=sum_yy,
-                samples=int(data["samples"]),
-            )
-            self._refit(restored[symbol])
+            revived = restored[symbol] = self._new_state()
+            revived.last_mid = float(data["last_mid"])
+            revived.pending = deque((int(ts), float(mid), float(x)) for ts, mid, x in data["pending"])
+            revived.weight, revived.sum_xx, revived.sum_xy, revived.sum_yy = weight, sum_xx, sum_xy, sum_yy
+            revived.samples = int(data["samples"])
+            touch = data.get("touch")
+            if tables_fit and touch is not None and all(len(column) == self._buckets for column in touch):
+                pending, sums, weights = touch
+                revived.touch_pending = [int(v) for v in pending]
+                revived.touch_sum = [float(v) for v in sums]
+                revived.touch_weight = [float(v) for v in weights]
+                revived.touched = [bucket for bucket, count in enumerate(revived.touch_pending) if count]
+            self._refit(revived)
         self._state = restored
         return True
 

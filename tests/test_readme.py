@@ -41,3 +41,34 @@ def test_readme_module_example_loads_runs_and_hands_state_over(tmp_path: Path) -
     )
     assert second.adopted["breakout"]
     assert second.run(bars[60:], "breakout") == first.run(bars[60:], "breakout")
+
+
+MODULE_NAMES = (
+    "cob",
+    "regime",
+    "pivots",
+    "extrema",
+    "microstructure",
+    "neural_fusion",
+    "bollinger",
+    "macd_rsi",
+    "momentum_rank",
+    "ma_crossover",
+)
+
+
+def _module_section(text: str, name: str) -> str:
+    start = text.index(f"\n### {name}\n")
+    end = text.find("\n### ", start + 1)
+    return text[start:end]
+
+
+def test_every_module_has_a_readme_section_listing_exactly_its_parameters() -> None:
+    from orchestrator.testing import load_named
+
+    text = README.read_text(encoding="utf-8")
+    for name in MODULE_NAMES:
+        section = _module_section(text, name)
+        documented = set(re.findall(r"^\| `(\w+)` \| ", section, re.MULTILINE))
+        declared = set(load_named(name).contract.params_model.model_fields)
+        assert documented == declared, f"{name}: README lists {sorted(documented ^ declared)} wrongly"

@@ -307,3 +307,73 @@ def test_bad_params_are_rejected_clearly(params: dict[str, object], message: str
     with pytest.raises(ConfigError) as caught:
         ModuleHarness({"cob": params}, symbols=["X"])
     assert message in str(caught.value)
+
+
+# ------------------------------------------------------------------ Stoikov micro-price
+
+
+def test_stoikov_adjustment_by_hand() -> None:
+    params = {"microprice_buckets": 2, "microprice_halflife": 1e12, "microprice_min_weight": 0.0}
+    books = [
+        book([(99.995, 3.0)], [(100.005, 1.0)], START),  # mid 100.00, I = 0.75: bucket 1 waits
+        book([(99.995, 1.0)], [(100.005, 3.0)], START + 100),  # same mid, I = 0.25: bucket 0 waits
+        book([(100.005, 3.0)], [(100.015, 1.0)], START + 200),  # mid +0.01 resolves both; bucket 1 has +0.01
+        book([(99.995, 1.0)], [(100.005, 3.0)], START + 300),  # mid -0.01: bucket 1 now (+0.01 - 0.01) / 2
+        book([(99.995, 3.0)], [(100.005, 1.0)], START + 400),  # same mid, bucket 1: 0
+    ]
+    features = [o.features for o in run(params, books) if o is not None]
+    assert [f["stoikov_microprice"] for f in features] == pytest.approx([100.0, 100.0, 100.02, 100.01, 100.0])
+    assert features[2]["stoikov_adjustment_bps"] == pytest.approx(0.01 / 100.01 * 1e4)
+
+
+def reference_adjustments(books: Sequence[BookUpdate], buckets: int, halflife: float, min_weight: float) -> list:
+    """g1 after each book from the definition: book k's observation is the first later mid change,
+    mid[r] - mid[k]; it is known from book r on; each bucket's EW mean is over its known observations."""
+    decay = 0.5 ** (1.0 / halflife)
+    mids = [b.mid for b in books]
+    tops = [b.bid_sizes[0] / (b.bid_sizes[0] + b.ask_sizes[0]) for b in books]
+    bucket_of = [min(int(i * buckets), buckets - 1) for i in tops]
+    ends = [next((r for r in range(k + 1, len(books)) if mids[r] != mids[k]), None) for k in range(len(books))]
+    results = []
+    for j in range(len(books)):
+        values = [
+            mids[r] - mids[k] for k, r in enumerate(ends) if r is not None and r <= j and bucket_of[k] == bucket_of[j]
+        ]
+        weights = [decay ** (len(values) - 1 - i) for i in range(len(values))]
+        total = sum(weights)
+        known = total >= min_weight and total > 0
+        results.append(sum(w * v for w, v in zip(weights, values, strict=True)) / total if known else 0.0)
+    return results
+
+
+def test_stoikov_adjustment_matches_the_definition_without_look_ahead() -> None:
+    books = random_books(300, seed=21)
+    params = {"microprice_buckets": 4, "microprice_halflife": 7.0, "microprice_min_weight": 2.0}
+    trace = run(params, books)
+    expected = reference_adjustments(books, 4, 7.0, 2.0)
+    assert any(abs(g) > 0 for g in expected)
+    for output, adjustment, source in zip(trace, expected, books, strict=True):
+        assert output is not None
+        assert output.features["stoikov_microprice"] == pytest.approx(source.mid + adjustment, rel=1e-12)
+
+
+def test_micro_price_tables_start_cold_for_other_buckets_and_for_older_states() -> None:
+    books = random_books(200, seed=8)
+    first = ModuleHarness({"cob": {"microprice_min_weight": 1.0}}, symbols=["X"])
+    first.run(books)
+    state = first.export_states()["cob"]
+    # A 1.1.0 state: no tables, no micro-price parameters.
+    params_before = {k: v for k, v in state.data["params"].items() if not k.startswith("microprice_")}
+    symbols_before = {
+        symbol: {k: v for k, v in data.items() if k != "touch"} for symbol, data in state.data["symbols"].items()
+    }
+    older = {"params": params_before, "symbols": symbols_before}
+    for states, params in (
+        ({"cob": state}, {"microprice_buckets": 5, "microprice_min_weight": 1.0}),
+        ({"cob": ModuleState(state.module, state.version, state.state_version, older)}, {"microprice_min_weight": 1.0}),
+    ):
+        second = ModuleHarness({"cob": params}, symbols=["X"], states=states)
+        assert second.adopted["cob"]  # the regression is kept
+        output = second.run(books[:1], "cob")[0]
+        assert output is not None
+        assert output.features["stoikov_adjustment_bps"] == 0.0  # no table yet
