@@ -22,7 +22,9 @@ poller while the order works, so a halt cannot leave an order resting.
 
 A polling task follows working orders: new executions are reported as fills
 before the status that ends an order, so the core never sees an order done
-whose fills it has not counted.
+whose fills it has not counted. Where the venue pushes order updates
+(ccxt.pro ``watch_orders``, ``order_stream.py``), a push makes the poller ask
+about the orders it names at once; the push itself is never read as a state.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ from orchestrator.execution.ccxt.client import create_client
 from orchestrator.execution.ccxt.config import CcxtVenueConfig
 from orchestrator.execution.ccxt.convert import order_update, trade_fill, venue_order_id
 from orchestrator.execution.ccxt.errors import ErrorKind, VenueAnswerError, VenueError, classify, describe
+from orchestrator.execution.ccxt.order_stream import (
+    OrderStream,
+    OrderWakeUp,
+    PollSchedule,
+    StreamState,
+    open_stream_client,
+)
 from orchestrator.execution.gate import IntentGate
 from orchestrator.orders import Fill, OrderIntent, OrderStatus, OrderType, OrderUpdate
 
@@ -84,11 +93,15 @@ class CcxtExchange(CcxtAccount):
         self._marks: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._unsent_cancels: set[str] = set()
+        self._stream: OrderStream | None = None
+        self._schedule = PollSchedule(self._poll_interval)
+        self._pushed_early: set[str] = set()  # pushed about while their create was still in flight
         self.sent = 0  # create-order requests sent (resends included)
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        stream_client = open_stream_client(self.name, self.config, self.quirks, self.credentials)
         self.client = create_client(self.name, self.config, self.quirks, self.credentials)
         try:
             await self._read("load markets", self.client.load_markets)
@@ -99,12 +112,19 @@ class CcxtExchange(CcxtAccount):
             asyncio.create_task(self._send_loop(), name=f"{self.name}-send"),
             asyncio.create_task(self._poll_loop(), name=f"{self.name}-poll"),
         ]
+        if stream_client is not None:
+            # A new stream state may mean a new poll interval: the schedule looks again.
+            self._stream = OrderStream(
+                self.name, stream_client, self.backoff, self._on_pushed, lambda _: self._schedule.wake()
+            )
+            self._stream.start(self.client)  # connects in its own task: trading never waits for it
         log.info(
             "venue_ready",
             venue=self.name,
             exchange=self.config.exchange,
             sandbox=self.config.sandbox,
             markets=len(self.client.markets or {}),
+            order_stream=self._stream is not None,
         )
 
     async def stop(self) -> None:
@@ -114,6 +134,9 @@ class CcxtExchange(CcxtAccount):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
         if self.client is not None:
             await self.client.close()
 
@@ -150,6 +173,10 @@ class CcxtExchange(CcxtAccount):
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad request must not stop the sender
                 log.error("venue_request_failed", venue=self.name, request=kind, error=describe(exc))
+            if isinstance(item, OrderIntent) and item.client_order_id in self._pushed_early:
+                # The venue's push beat its create answer: ask now, not at the next full poll.
+                self._pushed_early.discard(item.client_order_id)
+                self._schedule.wake([item.client_order_id])
 
     def _checked(self, intent: OrderIntent) -> tuple[float, float | None] | str:
         """(amount, price) rounded to the venue's precision, or why the order cannot go."""
@@ -410,10 +437,34 @@ class CcxtExchange(CcxtAccount):
             )
         )
 
+    def _poll_interval(self) -> float:
+        stream = self._stream
+        if stream is None or stream.state is not StreamState.LIVE:
+            return self.config.poll_interval_s
+        # What no push will say: whether an unconfirmed order exists, whether trades a done
+        # order lacks have shown up, and a failed cancel waits for the poller to resend it.
+        if any(w.venue_order_id is None or w.polls_short or w.cancel_failed for w in self._working.values()):
+            return self.config.poll_interval_s
+        return max(self.config.poll_interval_s, self.config.poll_interval_stream_s)
+
+    def _on_pushed(self, pushed: tuple[OrderWakeUp, ...]) -> None:
+        by_venue_id = {w.venue_order_id: cid for cid, w in self._working.items() if w.venue_order_id}
+        for push in pushed:
+            cid = push.client_order_id if push.client_order_id in self._intents else None
+            cid = cid or by_venue_id.get(push.venue_order_id or "")
+            if cid is None:
+                continue  # not ours: another client's order, or one already done
+            if cid in self._working:
+                self._schedule.wake([cid])
+            else:
+                self._pushed_early.add(cid)  # the send loop wakes it once the create is done
+
     async def _poll_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.poll_interval_s)
+            due = await self._schedule.next()
             for working in list(self._working.values()):
+                if due is not None and working.intent.client_order_id not in due:
+                    continue
                 try:
                     await self._refresh(working)
                     if working.cancel_failed and working.intent.client_order_id in self._working:
@@ -431,6 +482,11 @@ class CcxtExchange(CcxtAccount):
     async def _refresh(self, working: _Working) -> None:
         intent = working.intent
         update = await self.fetch_order(intent.client_order_id, intent.symbol, venue_order_id=working.venue_order_id)
+        trades: list[dict[str, Any]] = []
+        if update is not None and update.filled_quantity > working.filled + 1e-12:
+            trades = await self._order_trades(intent, working.venue_order_id or update.venue_order_id)
+        if self._working.get(intent.client_order_id) is not working:
+            return  # ended while we asked (a cancel's refresh raced this poll): this answer is older news
         if update is None:
             working.misses += 1
             if working.venue_order_id is None and working.misses >= self.config.submit_lookups:
@@ -439,7 +495,4 @@ class CcxtExchange(CcxtAccount):
                 self._report_final(intent, OrderStatus.LOST, f"unconfirmed after {working.misses} lookups")
             return
         working.venue_order_id = working.venue_order_id or update.venue_order_id
-        trades: list[dict[str, Any]] = []
-        if update.filled_quantity > working.filled + 1e-12:
-            trades = await self._order_trades(intent, working.venue_order_id)
         self._apply(working, update, trades)

@@ -1,10 +1,11 @@
-"""Create the ccxt async client for one venue account.
+"""Create the ccxt async clients for one venue account.
 
-One client per account, with ccxt's rate limiter on. Credentials come from
-the environment only; a missing variable is a clear ``ConfigError`` when the
-daemon starts (not at ``check-config``). Sandbox mode switches the client to
-the venue's testnet URLs before any ``api_urls`` override is applied (a
-dotted key such as ``ws.spot`` overrides one nested entry).
+One REST client per account, with ccxt's rate limiter on, and where the
+order stream is used a ccxt.pro client built the same way. Credentials come
+from the environment only; a missing variable is a clear ``ConfigError``
+when the daemon starts (not at ``check-config``). Sandbox mode switches the
+client to the venue's testnet URLs before any ``api_urls`` override is
+applied (a dotted key such as ``ws.spot`` overrides one nested entry).
 """
 
 from __future__ import annotations
@@ -35,13 +36,21 @@ def read_credentials(venue: str, config: CcxtVenueConfig, env: Mapping[str, str]
     return credentials
 
 
-def create_client(venue: str, config: CcxtVenueConfig, quirks: VenueQuirks, credentials: Mapping[str, str]) -> Any:
-    """The ``ccxt.async_support`` client (untyped: ccxt ships no stubs)."""
-    import ccxt.async_support as ccxt_async
+def create_client(
+    venue: str, config: CcxtVenueConfig, quirks: VenueQuirks, credentials: Mapping[str, str], *, pro: bool = False
+) -> Any:
+    """The ``ccxt.async_support`` client, or with ``pro`` the ``ccxt.pro``
+    one (its websocket streams); untyped: ccxt ships no stubs. Both are set
+    up alike, so a stream reaches the same account as the REST calls."""
+    if pro:
+        import ccxt.pro as module
+    else:
+        import ccxt.async_support as module
 
-    factory = getattr(ccxt_async, config.exchange, None)
+    factory = getattr(module, config.exchange, None)
     if factory is None:
-        raise ConfigError([f"execution.venues.{venue}.exchange: ccxt has no exchange {config.exchange!r}"])
+        flavour = "ccxt.pro" if pro else "ccxt"
+        raise ConfigError([f"execution.venues.{venue}.exchange: {flavour} has no exchange {config.exchange!r}"])
     options: dict[str, Any] = {"defaultType": config.market_type}
     options.update(quirks.options)
     options.update(config.options)

@@ -29,6 +29,18 @@ class CcxtVenueConfig(BaseModel):
     )
     timeout_ms: int = Field(10_000, ge=100, le=120_000, description="HTTP timeout of one request")
     poll_interval_s: float = Field(1.0, gt=0.0, description="how often working orders are polled")
+    transport: Literal["auto", "websocket", "rest"] = Field(
+        "auto",
+        description=(
+            "order updates. auto: also ccxt.pro's watch_orders stream where the venue has it (a push polls the "
+            "order at once); websocket: the same, and refuse to start without it; rest: polling only"
+        ),
+    )
+    poll_interval_stream_s: float = Field(
+        10.0,
+        gt=0.0,
+        description="how often working orders are polled while the order stream delivers (never below poll_interval_s)",
+    )
     read_retries: int = Field(4, ge=0, le=20, description="retries of a failed read (network, rate limit)")
     backoff_initial_s: float = Field(0.25, gt=0.0)
     backoff_max_s: float = Field(8.0, gt=0.0)

@@ -8,6 +8,8 @@ clients: an order accepted but answered too late (timeout after accept), a
 stall until the test releases it (to kill -9 the daemon mid-request), 429 /
 418 rate limits, 5xx, Binance error codes, a dropped connection, and a raw
 reply that is not the JSON asked for (before or after the venue acted).
+``listeners`` hear every order change (new, trade, canceled): the websocket
+double pushes them as Binance's ``executionReport`` events.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -54,6 +57,10 @@ class DoubleOrder:
     update_time: int = 0
 
 
+# (order, execution type NEW / TRADE / CANCELED, the trade of a TRADE); called under the double's lock.
+OrderListener = Callable[[DoubleOrder, str, dict[str, Any] | None], None]
+
+
 @dataclass
 class BinanceDouble:
     prices: dict[str, float] = field(default_factory=lambda: {"BTCUSDT": 50_000.0, "ETHUSDT": 3_000.0})
@@ -66,6 +73,7 @@ class BinanceDouble:
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     book_seq: int = 0  # update id of the book; the websocket double's depth diffs follow it
+    listeners: list[OrderListener] = field(default_factory=list)
     port: int = 0
     server: ThreadingHTTPServer | None = None
 
@@ -101,6 +109,19 @@ class BinanceDouble:
     def count(self, method: str, path: str) -> int:
         with self.lock:
             return sum(1 for m, p, _ in self.requests if m == method and p == path)
+
+    def execute(self, client_order_id: str, quantity: float | None = None, price: float | None = None) -> None:
+        """A resting order trades at the venue (all that is left, or ``quantity`` of it)."""
+        with self.lock:
+            (order,) = [o for o in self.orders if o.client_order_id == client_order_id]
+            self.fill(order, order.price if price is None else price, quantity)
+
+    def cancel(self, client_order_id: str) -> None:
+        """A resting order is canceled at the venue, not by the client (an operator, the web page)."""
+        with self.lock:
+            (order,) = [o for o in self.orders if o.client_order_id == client_order_id]
+            order.status, order.update_time = "CANCELED", int(time.time() * 1000)
+            self._changed(order, "CANCELED")
 
     # ---------------------------------------------------------------- the venue
 
@@ -179,8 +200,13 @@ class BinanceDouble:
             ]
         return data
 
-    def fill(self, order: DoubleOrder, price: float) -> None:
-        qty = order.quantity - order.executed
+    def _changed(self, order: DoubleOrder, execution: str, trade: dict[str, Any] | None = None) -> None:
+        for listener in list(self.listeners):
+            listener(order, execution, trade)
+
+    def fill(self, order: DoubleOrder, price: float, quantity: float | None = None) -> None:
+        left = order.quantity - order.executed
+        qty = left if quantity is None else min(quantity, left)
         now = int(time.time() * 1000)
         base = order.symbol[:-4]
         sign = 1.0 if order.side == "BUY" else -1.0
@@ -188,7 +214,7 @@ class BinanceDouble:
         self.balances["USDT"] = self.balances.get("USDT", 0.0) - sign * qty * price
         order.executed += qty
         order.quote += qty * price
-        order.status = "FILLED"
+        order.status = "FILLED" if order.executed >= order.quantity - 1e-12 else "PARTIALLY_FILLED"
         order.update_time = now
         self.trades.append(
             {
@@ -207,6 +233,7 @@ class BinanceDouble:
                 "isBestMatch": True,
             }
         )
+        self._changed(order, "TRADE", self.trades[-1])
 
     def create(self, params: dict[str, str]) -> tuple[int, Any]:
         symbol = params.get("symbol", "")
@@ -226,6 +253,7 @@ class BinanceDouble:
             len(self.orders) + 1, client_id, symbol, side, kind, quantity, price, time=now, update_time=now
         )
         self.orders.append(order)
+        self._changed(order, "NEW")
         crosses = kind == "MARKET" or (side == "BUY" and price >= market) or (side == "SELL" and price <= market)
         if crosses:
             self.fill(order, market if kind == "MARKET" else price)
@@ -315,6 +343,7 @@ class BinanceDouble:
             if order is None or order.status not in ("NEW", "PARTIALLY_FILLED"):
                 return 400, {"code": -2011, "msg": "Unknown order sent."}
             order.status, order.update_time = "CANCELED", now
+            self._changed(order, "CANCELED")
             return 200, self.order_json(order)
         if route == "openOrders":
             return 200, [

@@ -1,7 +1,10 @@
-"""Fixtures for the execution tests: the loopback Binance double on a free port."""
+"""Fixtures for the execution tests: the loopback Binance double on a free port.
+Also puts this directory on ``sys.path`` so that the ccxt tests can import
+their helpers from ``ccxt_support``."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,8 @@ import pytest
 import yaml
 
 from orchestrator.execution.ccxt.double import API_KEY, SECRET, BinanceDouble, start_double
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture
@@ -75,6 +80,7 @@ def live_profile(tmp_path: Path, binance_double: BinanceDouble) -> Callable[...,
                         "kind": "ccxt",
                         "exchange": "binance",
                         "api_urls": binance_double.api_urls(),
+                        "transport": "rest",  # no websocket double here: poll only
                         "timeout_ms": 2000,
                         "poll_interval_s": 0.1,
                         "backoff_initial_s": 0.02,

@@ -3,60 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
+from ccxt_support import Recorder, intent, wait_for
 from structlog.testing import capture_logs
 
 from orchestrator.execution.ccxt.adapter import CcxtExchange
 from orchestrator.execution.ccxt.config import CcxtVenueConfig
 from orchestrator.execution.ccxt.double import API_KEY, SECRET, BinanceDouble, Fault
 from orchestrator.execution.ccxt.errors import ErrorKind, VenueError
-from orchestrator.orders import Fill, OrderIntent, OrderStatus, OrderType, OrderUpdate, Side
+from orchestrator.orders import OrderIntent, OrderStatus, OrderType
 
 ORDER_PATH = "/api/v3/order"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.updates: list[OrderUpdate] = []
-        self.fills: list[Fill] = []
-        self.sequence: list[str] = []
-
-    def on_order_update(self, update: OrderUpdate) -> None:
-        self.updates.append(update)
-        self.sequence.append(update.status.value)
-
-    def on_fill(self, fill: Fill) -> None:
-        self.fills.append(fill)
-        self.sequence.append("fill")
-
-    def final(self, client_order_id: str) -> OrderUpdate | None:
-        done = [u for u in self.updates if u.client_order_id == client_order_id and u.status.is_terminal]
-        return done[-1] if done else None
-
-
-async def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-def intent(client_order_id: str = "ot1n0", quantity: float = 0.01, **kwargs: object) -> OrderIntent:
-    fields: dict[str, object] = {
-        "client_order_id": client_order_id,
-        "trace_id": "t-1",
-        "ts": int(time.time() * 1000),
-        "venue": "binance",
-        "symbol": "BTC/USDT",
-        "side": Side.BUY,
-        "quantity": quantity,
-    }
-    fields.update(kwargs)
-    return OrderIntent(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -64,6 +22,7 @@ async def venue(binance_double: BinanceDouble):
     config = CcxtVenueConfig(
         exchange="binance",
         api_urls=binance_double.api_urls(),
+        transport="rest",  # REST polling alone; the order stream has its own tests
         timeout_ms=400,
         poll_interval_s=0.05,
         backoff_initial_s=0.01,
