@@ -36,22 +36,29 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # e.g. a discriminated union
+        return _models_in(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
     return []
 
 
-def _dict_value_model(annotation: Any) -> type[BaseModel] | None:
+def _dict_value_models(annotation: Any) -> list[type[BaseModel]]:
+    """The models a mapping's values may be (several for a discriminated union)."""
     if typing.get_origin(annotation) is dict:
         args = typing.get_args(annotation)
-        if len(args) == 2:
-            found = _models_in(args[1])
-            return found[0] if found else None
+        return _models_in(args[1]) if len(args) == 2 else []
     for arg in typing.get_args(annotation):
-        model = _dict_value_model(arg)
-        if model is not None:
-            return model
-    return None
+        models = _dict_value_models(arg)
+        if models:
+            return models
+    return []
+
+
+def _variant(model: type[BaseModel]) -> str:
+    """How a union member is told apart: its ``kind`` literal, else its class name."""
+    kind = model.model_fields.get("kind")
+    return str(kind.default) if kind is not None and isinstance(kind.default, str) else model.__name__
 
 
 def _type_name(annotation: Any) -> str:
@@ -119,15 +126,22 @@ def rows(
         key = f"{prefix}{name}"
         annotation = field.annotation
         nested = _models_in(annotation)
-        values = _dict_value_model(annotation)
+        values = _dict_value_models(annotation)
         description = field.description or (_first_sentence(nested[0].__doc__) if nested else "")
         value = getattr(defaults, name) if defaults is not None else _default_value(field)
         if nested and not values:
             out.append((key, "section", "", description))
             out.extend(rows(nested[0], key + ".", value if isinstance(value, BaseModel) else None))
-        elif values is not None:
-            out.append((key, f"mapping of {values.__name__}", _default(value), description))
-            out.extend(rows(values, key + ".<name>."))
+        elif len(values) == 1:
+            out.append((key, f"mapping of {values[0].__name__}", _default(value), description))
+            out.extend(rows(values[0], key + ".<name>."))
+        elif values:
+            out.append((key, _type_name(annotation), _default(value), description))
+            for member in values:
+                variant = f"{key}.<{_variant(member)} name>"
+                summary = " ".join(filter(None, [f"kind: {_variant(member)}.", _first_sentence(member.__doc__)]))
+                out.append((variant, "section", "", summary))
+                out.extend(rows(member, variant + "."))
         else:
             out.append((key, _type_name(annotation), _default(value), description))
     return out

@@ -13,6 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class CcxtVenueConfig(BaseModel):
+    """A live venue through ccxt: one client per account, keys from the environment only.
+
+    Its orders are checked against the venue's markets (precision, minimum
+    amount and notional) before they leave, and followed by REST polling and,
+    where the venue has it, ccxt.pro's order stream."""
+
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["ccxt"] = "ccxt"
