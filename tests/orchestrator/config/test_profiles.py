@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,3 +38,26 @@ def test_check_config_accepts_every_profile(run_cli_batch: Callable[..., Any]) -
         listed = done.stdout.strip().rsplit("modules: ", 1)[1].rstrip(")").split(", ")
         assert sorted(listed) == sorted(load_config(profile, env={}).config.enabled_modules())
         assert done.stderr == ""
+
+
+SIMULATED = [p for p in PROFILES if load_config(p, env={}).config.feed.kind == "simulated"]
+
+
+@pytest.mark.parametrize("profile", SIMULATED, ids=lambda p: p.stem)
+def test_a_simulated_profile_decides_and_trades_without_module_errors(profile: Path) -> None:
+    """A profile that never trades (a fusion whose targets cannot reach
+    ``decision.min_change``) or whose modules fail is broken as shipped."""
+    from orchestrator.engine.builder import build_orchestrator
+    from orchestrator.feeds.simulated import SimulatedMarket
+
+    loaded = load_config(profile, env={})
+    config = loaded.config
+    engine = build_orchestrator(plan_run(loaded), run_id="profiletest")
+    market = SimulatedMarket(config.feed.simulated.model_copy(update={"speed": 0.0}), config.all_symbols())
+    for event in itertools.islice(market.events(), 150_000):  # hours of market time
+        engine.on_event(event)
+    assert engine.counters.decisions > 0
+    assert engine.counters.intents > 0
+    for pipeline in engine.pipelines.values():
+        for slot in pipeline.slots.values():
+            assert slot.health.errors == 0, (slot.name, slot.health.last_error)
