@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from orchestrator.cli import backtest, configuration, journal, modules, reload, run, status, trading
+from orchestrator.cli import backtest, configuration, journal, modules, record, reload, run, status, trading
 from orchestrator.cli.common import EXIT_USAGE, print_problems
 from orchestrator.errors import ConfigError, OrchestratorError
 
@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for command_module in (run, backtest, configuration, modules, reload, trading, journal, status):
+for command_module in (run, backtest, record, configuration, modules, reload, trading, journal, status):
     command_module.register(app)
 
 
