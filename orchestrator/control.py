@@ -55,11 +55,11 @@ class DaemonControl:
         engine = self.daemon.engine
         if engine.risk.state is TradingState.HALTED:
             return CommandResult(False, "halted: resume first, then pause")
-        engine.set_trading_state(TradingState.PAUSED, reason=reason)
+        engine.set_trading_state(TradingState.PAUSED, reason=plain_text(reason))
         return CommandResult(True, "paused: no new orders")
 
     def resume(self, reason: str = "operator") -> CommandResult:
-        self.daemon.engine.set_trading_state(TradingState.ACTIVE, reason=reason)
+        self.daemon.engine.set_trading_state(TradingState.ACTIVE, reason=plain_text(reason))
         return CommandResult(True, "active")
 
     def reduce(self, reason: str = "operator") -> CommandResult:
@@ -68,14 +68,14 @@ class DaemonControl:
         a halted book down without a moment of ACTIVE in between."""
         engine = self.daemon.engine
         previous = engine.risk.state
-        engine.set_trading_state(TradingState.REDUCING, reason=reason)
+        engine.set_trading_state(TradingState.REDUCING, reason=plain_text(reason))
         was = f" (was {previous.value})" if previous is not TradingState.REDUCING else ""
         return CommandResult(True, f"reducing: only orders that shrink a position{was}", {"previous": previous.value})
 
     def halt(self, reason: str = "operator") -> CommandResult:
         engine = self.daemon.engine
         open_orders = engine.open_order_count
-        engine.set_trading_state(TradingState.HALTED, reason=reason)
+        engine.set_trading_state(TradingState.HALTED, reason=plain_text(reason))
         return CommandResult(True, f"halted: cancel sent for {open_orders} open order(s)", {"canceled": open_orders})
 
     async def module_enable(self, name: str) -> CommandResult:
@@ -102,6 +102,8 @@ class DaemonControl:
     async def set_param(self, name: str, key: str, value: Any) -> CommandResult:
         if self.modules is None:
             return no_module_operations()
+        if not is_text(value):
+            return CommandResult(False, f"set {name}.{key} refused: the value holds a string that is no Unicode text")
         return await self.modules.set_param(name, key, value)
 
     async def reload_config(self) -> CommandResult:
@@ -112,6 +114,33 @@ class DaemonControl:
         if self.modules is None:
             return no_module_operations()
         return await self.daemon.systemd.reload_config()
+
+
+def plain_text(reason: str) -> str:
+    """``reason`` as Unicode text: a lone surrogate (``"\\ud800"`` from a JSON
+    escape) becomes its escape sequence. It goes to the journal and the log,
+    whose UTF-8 writers would refuse it (a journal batch would be lost); a
+    state change is never refused over its reason: a halt must halt."""
+    return reason if is_text(reason) else reason.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_text(value: Any) -> bool:
+    """Whether every string in ``value`` (nested lists and dicts included)
+    encodes as UTF-8. Iterative: the value may be deeply nested."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return True
 
 
 def no_module_operations() -> CommandResult:

@@ -41,6 +41,7 @@ from orchestrator.hotswap.config_reload import edited, effective_config, shadowi
 from orchestrator.hotswap.gil import Checkpoint, run_aside
 from orchestrator.hotswap.loading import file_digest, forget_loaded, load_changed
 from orchestrator.hotswap.notices import ChangeNotices
+from orchestrator.hotswap.params import check_param, shown
 from orchestrator.hotswap.recorder import RecentEvents
 from orchestrator.hotswap.report import ChangeKind, ModuleChange, module_row
 from orchestrator.hotswap.transition import TopologyError, Transition, diff_plans, running_plan, serving_implementations
@@ -172,7 +173,7 @@ class ModuleManager:
     async def set_param(self, name: str, key: str, value: Any) -> CommandResult:
         if not isinstance(key, str) or not key:
             return CommandResult(False, "a parameter name is a non-empty string")
-        return await self._edit(name, f"set {name}.{key}={value!r}", param=(key, value))
+        return await self._edit(name, f"set {name}.{key}={shown(value)}", param=(key, value))
 
     # ------------------------------------------------------------ visibility
 
@@ -312,9 +313,16 @@ class ModuleManager:
                 known = ", ".join(sorted(current.config.modules)) or "none"
                 return CommandResult(False, f"unknown module {name!r}: the configuration names {known}")
             serving = serving_implementations(self.engine, current)
+            running = {slot.name for slot in self._slots()}
+
+            def target() -> RunPlan:
+                if "param" in change:  # its type, and its schema when the plan would not look (disabled)
+                    check_param(new, name, change["param"][0], serving, running)
+                return plan_run(new, cache=serving)
+
             try:
                 new = edited(current, name, **change)
-                transition, prepared, prepare_ms = await self._prepare(lambda: plan_run(new, cache=serving))
+                transition, prepared, prepare_ms = await self._prepare(target)
             except _REFUSED as exc:
                 return CommandResult(
                     False, f"{what} refused: " + "; ".join(_problems(exc)), {"problems": _problems(exc)}
@@ -322,6 +330,8 @@ class ModuleManager:
             if self.is_stopping():
                 return self._discard(transition)
             if transition.is_empty:
+                if new.config != current.config:  # e.g. a disabled module's parameter: it lasts until a reload too
+                    self.overrides.append(what)
                 self._apply_settings(new)  # e.g. a module no bucket uses: nothing runs differently
                 return CommandResult(True, f"{what}: no change to the running modules")
             self.overrides.append(what)

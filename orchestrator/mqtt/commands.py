@@ -1,19 +1,25 @@
 """Commands arriving on ``<prefix>/cmd/<verb>``: parse, refuse, dedupe, execute.
 
 Each verb has a strict body model (unknown keys are an error); every body
-carries an ``id`` and may name a ``reply_to`` topic. The handler never
-raises: a bad verb or body gets an error reply, a retained message is
-ignored (it would otherwise run again on every reconnect), and an id seen
-before is not executed again (QoS 1 may deliver twice) but gets the first
-reply again, marked ``duplicate``. Execution goes through ``DaemonControl``,
-so MQTT commands mean exactly what the other command channels mean, and its
-``CommandResult`` (ok, message, data) is passed on in the reply unchanged.
+carries an ``id`` and may name a ``reply_to`` topic. Bodies are strict JSON:
+no repeated keys (which one would win is the parser's choice, not the
+sender's), no ``NaN`` / ``Infinity`` or numbers beyond a float's range, no
+lone surrogates (``"\\ud800"`` is no Unicode text), at most ``MAX_DEPTH``
+levels deep. The handler never raises: a bad verb or body gets an error
+reply, a retained message is ignored (it would otherwise run again on every
+reconnect), and an id seen before (or still running) is not executed again
+(QoS 1 may deliver twice) but gets the first reply, marked ``duplicate``.
+Execution goes through ``DaemonControl``, so MQTT commands mean exactly what
+the other command channels mean, and its ``CommandResult`` (ok, message,
+data) is passed on in the reply unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +28,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from orchestrator.control import CommandResult, DaemonControl
+from orchestrator.control import CommandResult, DaemonControl, is_text
 from orchestrator.mqtt import payloads
 from orchestrator.mqtt.topics import Topics
 
@@ -31,6 +37,9 @@ log = structlog.get_logger("orchestrator.mqtt")
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+MAX_ID_LENGTH = 128
+MAX_DEPTH = 32  # levels of nested objects and arrays in a body: far beyond any parameter value
+INTERRUPTED = "cut off before it finished (a stop or a lost connection): its outcome is unknown, check the status"
 
 
 class CommandBody(BaseModel):
@@ -110,6 +119,72 @@ class CommandReply:
         )
 
 
+class _RepeatedKeys(dict[str, Any]):
+    """A JSON object whose text named some key more than once."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _decode(payload: bytes) -> tuple[Any, list[str]]:
+    """The JSON value of ``payload``, and why it is not strict JSON (empty if
+    it is). Raises ``UnicodeDecodeError``, ``ValueError`` (not JSON) or
+    ``RecursionError`` (nested beyond the parser's stack) when there is no
+    value at all."""
+    problems: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        repeated: list[str] = []
+        for key, value in items:
+            if key in obj and key not in repeated:
+                repeated.append(key)
+            obj[key] = value
+        if not repeated:
+            return obj
+        problems.extend(f"key {key!r} appears more than once" for key in repeated)
+        marked = _RepeatedKeys(obj)
+        marked.repeated = tuple(repeated)
+        return marked
+
+    def constant(name: str) -> None:
+        problems.append(f"{name} is not a JSON number")
+
+    def number(text: str) -> float | None:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        problems.append(f"number {text[:24]}{'…' if len(text) > 24 else ''} is beyond a float's range")
+        return None
+
+    raw = json.loads(payload.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant, parse_float=number)
+    problems.extend(_shape_problems(raw))
+    return raw, problems
+
+
+def _shape_problems(raw: Any) -> list[str]:
+    """Nesting beyond ``MAX_DEPTH`` and strings that are no Unicode text (a
+    ``\\ud800`` escape decodes to a lone surrogate, which no UTF-8 writer,
+    log, journal or broker accepts). Iterative: the value may be deep."""
+    problems: list[str] = []
+    stack: list[tuple[Any, int]] = [(raw, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item) and not problems:
+                problems.append(f"string {_surrogate(item)} is no Unicode text (a lone surrogate)")
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                return [f"nested more than {MAX_DEPTH} levels deep"]
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return problems
+
+
+def _surrogate(text: str) -> str:
+    code = next(ord(c) for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+    return f"\\u{code:04x}"
+
+
 def _problems(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
@@ -127,6 +202,7 @@ class CommandHandler:
         self.max_payload_bytes = max_payload_bytes
         self.remember_ids = remember_ids
         self._seen: OrderedDict[str, CommandReply] = OrderedDict()
+        self._running: dict[str, asyncio.Future[CommandReply]] = {}  # ids being executed now
         self.executed = 0
         self.refused = 0
 
@@ -142,16 +218,31 @@ class CommandHandler:
             return body
         topic = body.reply_to or self.topics.reply
         earlier = self._seen.get(body.id)
+        running = self._running.get(body.id)
+        if earlier is None and running is not None:
+            # The same id again while the first is still executing (a module
+            # change takes a while): it waits for the first's reply.
+            await asyncio.wait([running])
+            earlier = running.result()
         if earlier is not None:
             log.info("mqtt_command_duplicate", verb=verb, id=body.id, first_verb=earlier.verb)
             return dataclasses.replace(earlier, topic=topic, duplicate=True)
+        done: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
+        self._running[body.id] = done
+        # Cancelled midway (the daemon stops, the connection drops), the command
+        # may have changed something: the id must not run again either.
+        reply = CommandReply(topic, body.id, verb, False, INTERRUPTED)
         try:
-            result = await self._execute(verb, body)
-        except Exception as exc:  # a failing command must answer, never kill the channel
-            log.exception("mqtt_command_failed", verb=verb, id=body.id)
-            result = CommandResult(False, f"internal error: {type(exc).__name__}: {exc}")
-        reply = CommandReply(topic, body.id, verb, result.ok, result.message, payloads.jsonable(result.data))
-        self._remember(reply)
+            try:
+                result = await self._execute(verb, body)
+            except Exception as exc:  # a failing command must answer, never kill the channel
+                log.exception("mqtt_command_failed", verb=verb, id=body.id)
+                result = CommandResult(False, f"internal error: {type(exc).__name__}: {exc}")
+            reply = CommandReply(topic, body.id, verb, result.ok, result.message, payloads.jsonable(result.data))
+        finally:
+            self._remember(reply)
+            del self._running[body.id]
+            done.set_result(reply)
         self.executed += 1
         log.info("mqtt_command", verb=verb, id=body.id, ok=result.ok, message=result.message)
         return reply
@@ -166,11 +257,17 @@ class CommandHandler:
         if len(payload) > self.max_payload_bytes:
             return refuse(f"body of {len(payload)} bytes exceeds the limit of {self.max_payload_bytes}")
         try:
-            raw = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+            raw, problems = _decode(payload)
+        except UnicodeDecodeError as exc:
+            return refuse(f"body is not JSON (not UTF-8): {exc}")
+        except RecursionError:
+            return refuse(f"body is not acceptable JSON: nested more than {MAX_DEPTH} levels deep")
+        except ValueError as exc:
             return refuse(f"body is not JSON: {exc}")
         if not isinstance(raw, dict):
             return refuse("body must be a JSON object with at least an 'id'")
+        if problems:
+            return refuse("body is not acceptable JSON: " + "; ".join(problems), raw)
         model = VERBS.get(verb)
         if model is None:
             return refuse(f"unknown verb {verb!r} (known: {', '.join(VERBS)})", raw)
@@ -189,7 +286,10 @@ class CommandHandler:
         if not isinstance(raw, dict):
             return None, self.topics.reply
         raw_id = raw.get("id")
-        echo_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 128 else None
+        echo_id: str | None = None
+        if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_LENGTH and is_text(raw_id):
+            # Not when the body named two ids: which one it meant is unknown.
+            echo_id = None if isinstance(raw, _RepeatedKeys) and "id" in raw.repeated else raw_id
         reply_to = raw.get("reply_to")
         if isinstance(reply_to, str) and self.topics.reply_problem(reply_to) is None:
             return echo_id, reply_to

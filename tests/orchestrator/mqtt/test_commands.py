@@ -240,6 +240,13 @@ BAD_COMMANDS = [
     ("set-param", b'{"id": "x-6", "module": "ma_crossover", "key": "a.b", "value": 1}', "x-6", "key"),
     ("status", b'{"id": "x-7", "reply_to": "orchestrator/t1/cmd/halt"}', "x-7", "command topic"),
     ("status", b'{"id": "x-8", "reply_to": "a/+/b"}', "x-8", "wildcards"),
+    # Mosquitto drops a client publishing to a topic with a control character: the daemon would go offline.
+    ("status", b'{"id": "x-10", "reply_to": "ops/\\n"}', "x-10", "control characters"),
+    ("status", b'{"id": "x-11", "reply_to": "ops/\\ud800"}', "x-11", "no Unicode text"),
+    ("status", b'{"id": "x-12", "reply_to": "orchestrator/t1/online"}', "x-12", "own topics"),
+    ("halt", b'{"id": "x-13", "id": "x-14"}', None, "more than once"),
+    ("halt", b'{"id": "x-15", "reason": NaN}', "x-15", "NaN"),
+    ("halt", b"[" * 3000 + b"]" * 3000, None, "nested"),
     ("halt", b'{"id": "big", "reason": "' + b"x" * 9000 + b'"}', None, "exceeds the limit"),
 ]
 
