@@ -15,6 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (any that ``str.splitlines`` knows) turned into spaces."""
+    lines = text.splitlines()
+    if lines == [text]:
+        return text
+    return " ".join(line.strip() for line in lines if line.strip())
+
+
 class OrchestratorError(Exception):
     """Base of every error the orchestrator raises on purpose."""
 
@@ -24,7 +32,9 @@ class ConfigError(OrchestratorError):
     each naming the file and the key path (``file: a.b.c: message``)."""
 
     def __init__(self, problems: Sequence[str], *, raw: Mapping[str, Any] | None = None) -> None:
-        self.problems = list(problems)
+        # One line each, whatever a message quoted (a module's exception text,
+        # a key with a line break): the operator reads, and tools split, lines.
+        self.problems = [one_line(problem) for problem in problems]
         self.raw = raw  # the parsed document, when the failure came after parsing
         super().__init__("\n".join(self.problems))
 

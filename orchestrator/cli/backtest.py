@@ -30,7 +30,10 @@ def _with_symbols(loaded: LoadedConfig, symbols: tuple[str, ...]) -> LoadedConfi
         return loaded
     raw = dict(loaded.raw)
     raw["symbols"] = list(symbols)
-    return LoadedConfig(validate_config(raw, label=loaded.label), loaded.path, raw, loaded.env_overrides)
+    # The profile's own per-symbol routes and limits were checked against its
+    # own symbols; trading the data's symbols instead leaves them unused.
+    config = validate_config(raw, label=loaded.label, check_references=False)
+    return LoadedConfig(config, loaded.path, raw, loaded.env_overrides)
 
 
 def progress_every(total: int) -> int:

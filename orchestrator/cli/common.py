@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.config.loader import LoadedConfig, load_config
+from orchestrator.errors import one_line
 
 EXIT_USAGE = 2  # bad config, data or arguments: the operator must fix something
 DEFAULT_CONFIG = Path("config/default.yaml")
@@ -18,7 +19,7 @@ DEFAULT_CONFIG = Path("config/default.yaml")
 
 def print_problems(lines: Iterable[str]) -> None:
     for line in lines:
-        print(line, file=sys.stderr)
+        print(one_line(line), file=sys.stderr)
 
 
 def config_path(option: Path | None) -> Path:

@@ -15,6 +15,14 @@ from orchestrator.config.models import OrchestratorConfig
 from orchestrator.errors import ConfigError
 
 
+def _key_of(problem: str, label: str) -> str:
+    return problem.removeprefix(f"{label}: ").split(": ", 1)[0]
+
+
+def _within(key: str, reported: str) -> bool:
+    return key == reported or key.startswith((reported + ".", reported + "["))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("check-config")
     def check_config(file: Annotated[Path, typer.Argument(help="YAML profile to check")]) -> None:
@@ -27,8 +35,14 @@ def register(app: typer.Typer) -> None:
             problems = list(exc.problems)
             if exc.raw is not None:
                 # The schema failed before modules were checked: check them too,
-                # so one run lists everything to fix.
-                problems.extend(p for p in module_problems(exc.raw, str(file)) if p not in problems)
+                # so one run lists everything to fix (a key already reported once
+                # is not reported again, e.g. a secret that is also an unknown parameter).
+                reported = {_key_of(p, str(file)) for p in problems}
+                problems.extend(
+                    p
+                    for p in module_problems(exc.raw, str(file))
+                    if not any(_within(_key_of(p, str(file)), key) for key in reported)
+                )
             print_problems(problems)
             sys.exit(EXIT_USAGE)
         modules = sorted({m.name for bucket in plan.buckets for m in bucket.modules})

@@ -8,9 +8,9 @@ exports a JSON schema (``orchestrator config-schema``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from orchestrator.execution.config import ExecutionConfig
 from orchestrator.feeds.config import FeedConfig
@@ -22,6 +22,10 @@ from orchestrator.risk.config import RiskConfig
 from orchestrator.service.config import ShutdownConfig
 
 DEFAULT_BUCKET = "default"
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # instance and bucket names: they become paths and MQTT topic levels
+
+Symbol = Annotated[str, StringConstraints(min_length=1)]
+BucketName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
 
 class StrictModel(BaseModel):
@@ -45,6 +49,20 @@ class ModuleConfig(StrictModel):
     weight: float = Field(1.0, ge=0.0, description="fusion weight")
     latency_budget_us: float | None = Field(None, gt=0.0, description="overrides the module's own budget")
 
+    @field_validator("module")
+    @classmethod
+    def _a_name_not_a_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "\0" in value or any(c in value for c in "/\\") or value[0] == "."):
+            raise ValueError("must be a module name, not a path (a file or directory goes under 'path')")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _a_usable_path(cls, value: Path | None) -> Path | None:
+        if value is not None and "\0" in str(value):
+            raise ValueError("contains a NUL character")
+        return value
+
     def implementation(self, instance: str) -> str:
         return self.module or instance
 
@@ -52,10 +70,19 @@ class ModuleConfig(StrictModel):
 class BucketConfig(StrictModel):
     """A group of symbols with its own module list, parameters and fusion."""
 
-    symbols: list[str] = Field(min_length=1)
-    modules: list[str] | None = Field(None, description="enabled modules used here; default: all enabled")
+    symbols: list[Symbol] = Field(min_length=1)
+    modules: list[str] | None = Field(None, min_length=1, description="enabled modules used here; default: all enabled")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-module parameter overrides")
     fusion: FusionConfig | None = None
+
+    @field_validator("modules")
+    @classmethod
+    def _each_module_once(cls, value: list[str] | None) -> list[str] | None:
+        names = value or []
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(repr(n) for n in twice)} listed more than once")
+        return value
 
 
 class DecisionConfig(StrictModel):
@@ -74,12 +101,12 @@ class EngineConfig(StrictModel):
 class OrchestratorConfig(StrictModel):
     """The root of a configuration file."""
 
-    instance: str = Field("default", pattern=r"^[A-Za-z0-9_-]+$", description="names the daemon in MQTT and state")
+    instance: str = Field("default", pattern=NAME_PATTERN, description="names the daemon in MQTT and state")
     state_dir: Path = Field(Path("state"), description="journal, module state, control socket")
     log: LogConfig = Field(default_factory=LogConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)
-    symbols: list[str] | None = Field(None, min_length=1, description="shortcut for a single bucket named 'default'")
-    buckets: dict[str, BucketConfig] | None = Field(None, min_length=1)
+    symbols: list[Symbol] | None = Field(None, min_length=1, description="shortcut for a single bucket named 'default'")
+    buckets: dict[BucketName, BucketConfig] | None = Field(None, min_length=1)
     modules_path: list[Path] = Field(default_factory=list, description="extra directories searched for modules")
     modules: dict[str, ModuleConfig] = Field(default_factory=dict)
     fusion: FusionConfig = Field(default_factory=FusionConfig)

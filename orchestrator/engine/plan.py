@@ -21,6 +21,7 @@ from orchestrator.errors import ConfigError, ModuleLoadError
 from orchestrator.fusion.config import FusionConfig
 from orchestrator.plugins.loader import LoadedModule, load_module, validate_params
 from orchestrator.plugins.sources import resolve_source
+from orchestrator.validation import key_path
 
 _INSTANCE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -64,8 +65,8 @@ def _load_implementations(
 ) -> dict[str, LoadedModule]:
     loaded: dict[str, LoadedModule] = {}
     for name, module in config.enabled_modules().items():
-        if not set(name) <= _INSTANCE_NAME_CHARS or not name[:1].isalpha():
-            problems.append(f"{label}: modules.{name}: instance names are lower_snake_case")
+        if not _is_instance_name(name):
+            problems.append(f"{label}: {key_path('modules', name)}: instance names are lower_snake_case")
             continue
         implementation = module.implementation(name)
         key = implementation_key(name, module)
@@ -81,6 +82,10 @@ def _load_implementations(
             where = f" ({exc.file}:{exc.line})" if exc.file and exc.line else f" ({exc.file})" if exc.file else ""
             problems.append(f"{label}: modules.{name}: {exc.message}{where}")
     return loaded
+
+
+def _is_instance_name(name: str) -> bool:
+    return set(name) <= _INSTANCE_NAME_CHARS and name[:1].isalpha()
 
 
 def implementation_key(name: str, module: ModuleConfig) -> str:
@@ -188,15 +193,20 @@ def module_problems(raw: Mapping[str, Any], label: str) -> list[str]:
     )
     problems: list[str] = []
     for name, entry in modules.items():
+        if not isinstance(name, str):
+            continue  # the schema errors name the key
         try:
             module = ModuleConfig.model_validate(entry if entry is not None else {})
         except ValidationError:
             continue  # the schema errors already name it
         if not module.enabled:
             continue
+        if not _is_instance_name(name):
+            problems.append(f"{label}: {key_path('modules', name)}: instance names are lower_snake_case")
+            continue
         try:
-            source = resolve_source(module.implementation(str(name)), path=module.path, search_dirs=search_dirs)
-            loaded = load_module(source, label=str(name))
+            source = resolve_source(module.implementation(name), path=module.path, search_dirs=search_dirs)
+            loaded = load_module(source, label=name)
         except ModuleLoadError as exc:
             where = f" ({exc.file}:{exc.line})" if exc.file and exc.line else f" ({exc.file})" if exc.file else ""
             problems.append(f"{label}: modules.{name}: {exc.message}{where}")

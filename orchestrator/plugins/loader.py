@@ -119,11 +119,21 @@ def load_module(source: ModuleSource, *, label: str | None = None) -> LoadedModu
 
 
 def validate_params(loaded: LoadedModule, params: Mapping[str, Any], *, key_path: str) -> ModuleParams:
-    """Validate ``params`` against the module's schema; errors name ``key_path``."""
+    """Validate ``params`` against the module's schema; errors name ``key_path``.
+
+    Pydantic turns only ``ValueError`` and ``AssertionError`` from a module's
+    validators into validation errors; anything else a validator raises (a
+    bug in the module) is reported the same way, one line, with its place."""
     try:
         return loaded.contract.params_model.model_validate(dict(params))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, prefix=key_path)) from None
+    except Exception as exc:
+        file, line = _error_location(exc, loaded.source.files())
+        where = f" ({file}:{line})" if file and line else ""
+        raise ConfigError(
+            [f"{key_path}: the module's parameter check raised {type(exc).__name__}: {exc}{where}"]
+        ) from exc
 
 
 def instantiate(loaded: LoadedModule, params: ModuleParams) -> AnalysisModule[Any]:

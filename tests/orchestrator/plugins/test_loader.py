@@ -99,6 +99,34 @@ def test_params_validate_against_the_module_schema(counter: Path) -> None:
         loaded.unload()
 
 
+def test_a_params_validator_that_raises_anything_is_a_one_line_config_error(
+    write_module: Callable[..., Path],
+) -> None:
+    # pydantic converts only ValueError/AssertionError; a validator's TypeError
+    # used to escape validate_params and end check-config in a traceback.
+    source = GOOD.format(generation=1).replace(
+        "    step: int = Field(1, gt=0)\n",
+        "    step: int = Field(1, gt=0)\n\n"
+        "    @field_validator('step')\n"
+        "    @classmethod\n"
+        "    def _odd(cls, value: int) -> int:\n"
+        "        return value + None if value > 5 else value\n",
+    )
+    source = source.replace("from pydantic import Field", "from pydantic import Field, field_validator")
+    path = write_module("counter", source)
+    line = next(n for n, text in enumerate(source.splitlines(), start=1) if "value + None" in text)
+    loaded = load_module(resolve_source("counter", path=path))
+    try:
+        assert validate_params(loaded, {"step": 3}, key_path="modules.c.params").step == 3  # type: ignore[attr-defined]
+        with pytest.raises(ConfigError) as caught:
+            validate_params(loaded, {"step": 7}, key_path="modules.c.params")
+        (problem,) = caught.value.problems
+        assert problem.startswith("modules.c.params: the module's parameter check raised TypeError: unsupported ")
+        assert problem.endswith(f"({path}:{line})")
+    finally:
+        loaded.unload()
+
+
 @pytest.mark.parametrize(
     ("body", "line", "kind"),
     [
