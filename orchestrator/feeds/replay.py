@@ -1,7 +1,8 @@
 """Replay recorded bars, trades and level-2 book snapshots as one finite, time-ordered feed.
 
-Inputs: CSV or Parquet files (how times, symbols and bad cells are read is in
-``replay_files.py``), each holding one kind of data:
+Inputs: CSV or Parquet files (how files are opened is in ``replay_read.py``,
+how times, symbols and bad cells are read in ``replay_files.py``), each
+holding one kind of data; one file may not be given twice:
 
 - bars: open/high/low/close and an optional volume (or vol) column. Files
   stamp a bar with its OPEN time (exchange exports and Yahoo do); the event is
@@ -12,7 +13,9 @@ Inputs: CSV or Parquet files (how times, symbols and bad cells are read is in
   (buy/b/1 → +1, sell/s/-1 → -1, anything else → 0).
 - books: wide snapshots, ``bid_price_1.. bid_size_1.. ask_price_1.. ask_size_1..``
   (also ``bid_px_``/``bid_sz_``, 0- or 1-based) or Tardis ``bids[0].price`` /
-  ``bids[0].amount``; levels without a price are dropped.
+  ``bids[0].amount``; levels without a price are dropped (a positive size
+  without its price is an error, as are two columns for one level's field).
+  The sides may have different depths; a crossed book is an error.
 
 Outputs: ``ReplayFeed.events()``, every file's events merged by ``ts`` with
 ``heapq.merge`` (on equal times the earlier file first, and within a file the
@@ -39,7 +42,8 @@ import numpy as np
 from orchestrator.errors import ConfigError, DataError
 from orchestrator.events import Bar, BookUpdate, MarketEvent, Trade
 from orchestrator.feeds.base import MarketFeed
-from orchestrator.feeds.replay_files import FloatArray, IntArray, SourceFrame, normalize_column
+from orchestrator.feeds.replay_files import MAX_MS, MIN_MS, FloatArray, IntArray, SourceFrame
+from orchestrator.feeds.replay_read import normalize_column, show_columns, single_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -173,6 +177,7 @@ class ReplayFeed(MarketFeed):
             paths = [paths]
         if not paths:
             raise ConfigError(["feed.replay.paths: no files given"])
+        _refuse_repeated_files(paths)
         self.speed = speed
         self.tables: tuple[EventTable, ...] = tuple(
             read_table(path, kind=kind, symbol=symbol, interval_ms=interval_ms) for path in paths
@@ -200,17 +205,32 @@ class ReplayFeed(MarketFeed):
         return heapq.merge(*streams, key=attrgetter("ts"))
 
 
+def _refuse_repeated_files(paths: Sequence[str | Path]) -> None:
+    """One file given twice would replay every one of its events twice."""
+    seen: dict[Path, str | Path] = {}
+    for path in paths:
+        try:
+            key = Path(path).resolve()
+        except (OSError, RuntimeError, ValueError):  # unreadable names are reported when the file is read
+            continue
+        if key in seen:
+            also = "" if str(seen[key]) == str(path) else f" (also as {seen[key]})"
+            raise ConfigError([single_line(f"feed.replay.paths: {path} is given twice{also}")])
+        seen[key] = path
+
+
 def load_bars(path: str | Path, *, symbol: str | None = None, interval_ms: int | None = None) -> list[Bar]:
     """Every bar of one file, stamped with its close time, in time order."""
-    return list(_parse_bars(SourceFrame.read(Path(path)), symbol, interval_ms).events())
+    _check_interval(interval_ms)
+    return list(_parse_bars(SourceFrame.read(Path(path)), _default_symbol(symbol), interval_ms).events())
 
 
 def load_trades(path: str | Path, *, symbol: str | None = None) -> list[Trade]:
-    return list(_parse_trades(SourceFrame.read(Path(path)), symbol).events())
+    return list(_parse_trades(SourceFrame.read(Path(path)), _default_symbol(symbol)).events())
 
 
 def load_books(path: str | Path, *, symbol: str | None = None) -> list[BookUpdate]:
-    return list(_parse_books(SourceFrame.read(Path(path)), symbol).events())
+    return list(_parse_books(SourceFrame.read(Path(path)), _default_symbol(symbol)).events())
 
 
 def read_table(
@@ -221,6 +241,10 @@ def read_table(
     interval_ms: int | None = None,
 ) -> EventTable:
     """Read and validate one file; ``auto`` tells its kind from its columns."""
+    if kind not in ("auto", "bars", "trades", "books"):
+        raise ConfigError([f"feed.replay.kind: {kind!r} is not auto, bars, trades or books"])
+    _check_interval(interval_ms)
+    symbol = _default_symbol(symbol)
     source = SourceFrame.read(Path(path))
     if kind == "auto":
         kind = detect_kind(source.frame.columns, source=source.label)
@@ -229,6 +253,22 @@ def read_table(
     if kind == "trades":
         return _parse_trades(source, symbol)
     return _parse_books(source, symbol)
+
+
+def _default_symbol(symbol: str | None) -> str | None:
+    """The symbol for files without a symbol column, stripped of spaces as the files' own are."""
+    if symbol is None:
+        return None
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise ConfigError([single_line(f"feed.replay.symbol: {symbol!r} is not a symbol name")])
+    return symbol.strip()
+
+
+def _check_interval(interval_ms: int | None) -> None:
+    if interval_ms is None:
+        return
+    if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or not 0 < interval_ms <= MAX_MS - MIN_MS:
+        raise ConfigError([f"feed.replay.interval_ms: {interval_ms!r} is not a bar length in milliseconds"])
 
 
 def detect_kind(columns: Sequence[object] | pd.Index, *, source: str | None = None) -> DataKind:
@@ -242,8 +282,10 @@ def detect_kind(columns: Sequence[object] | pd.Index, *, source: str | None = No
         return "trades"
     prefix = f"{source}: " if source else ""
     raise DataError(
-        f"{prefix}cannot tell bars, trades or books from the columns (found: {', '.join(map(str, columns))}); "
-        "bars need open/high/low/close, trades price and size, books bid_price_1/ask_price_1 or bids[0].price"
+        single_line(
+            f"{prefix}cannot tell bars, trades or books from the columns (found: {show_columns(columns)}); "
+            "bars need open/high/low/close, trades price and size, books bid_price_1/ask_price_1 or bids[0].price"
+        )
     )
 
 
@@ -281,6 +323,8 @@ def _parse_bars(source: SourceFrame, default_symbol: str | None, interval_ms: in
     source.raise_first_problem()
     intervals = _bar_intervals(source, open_ms, codes, names, interval_ms)[codes]
     close_ms = open_ms + intervals
+    source.check(close_ms > MAX_MS, lambda row: f"the bar closes after the year 9999 ({int(intervals[row])} ms long)")
+    source.raise_first_problem()
     order = np.argsort(close_ms, kind="stable")
     return BarTable(
         source.label, names, codes[order], close_ms[order], opens[order], highs[order], lows[order],
@@ -336,11 +380,15 @@ def _sides(values: pd.Series[Any]) -> IntArray:
 
 def _parse_books(source: SourceFrame, default_symbol: str | None) -> BookTable:
     columns: dict[str, dict[int, dict[str, str]]] = {"bid": {}, "ask": {}}  # side → level → field → column
-    for normalized, column in source.by_name.items():
+    for normalized in list(source.by_name):
         parsed = _book_column(normalized)
         if parsed:
             side, field, level = parsed
-            columns[side].setdefault(level, {})[field] = column
+            column = source.column(normalized) or normalized  # column() refuses two spellings of one name
+            fields = columns[side].setdefault(level, {})
+            if field in fields:
+                raise source.error(f"{fields[field]} and {column} are both the {side} {field} of one level; keep one")
+            fields[field] = column
     sides: dict[str, tuple[FloatArray, FloatArray]] = {}
     for side, by_level in columns.items():
         if not by_level:
@@ -382,6 +430,7 @@ def _check_book_side(
         price, size = prices[:, level], sizes[:, level]
         source.check_positive(price_column, price)
         source.check(~np.isnan(price) & np.isnan(size), partial(_missing_message, size_column))
+        source.check(np.isnan(price) & (size > 0.0), partial(_size_without_price, size_column, size, price_column))
         source.check_non_negative(size_column, size)
         if level == 0:
             continue
@@ -392,6 +441,10 @@ def _check_book_side(
 
 def _missing_message(column: str, row: int) -> str:
     return f"{column} is missing"
+
+
+def _size_without_price(column: str, sizes: FloatArray, price_column: str, row: int) -> str:
+    return f"{column} is {float(sizes[row])!r} but {price_column} is missing"
 
 
 def _worse_level_message(column: str, prices: FloatArray, better: FloatArray, side: str, row: int) -> str:

@@ -281,7 +281,7 @@ def bar_rows(*rows: str, start: int = 0) -> str:
         ("open,high,low,close\n1,2,0.5,1\n", "no time column (found: open, high, low, close)"),
         ("", "the file is empty"),
         (HEADER, "no data rows (only a header)"),
-        (HEADER + GOOD + "1,2,3\n1,2,3,4,5,6,7,8\n", "not a well-formed CSV file"),
+        (HEADER + GOOD + "1,2,3\n1,2,3,4,5,6,7,8\n", "line 4: 8 fields, but the header names 6 columns"),
     ],
     ids=[
         "not-a-number",
@@ -355,7 +355,7 @@ def test_file_level_errors(tmp_path):
         ReplayFeed(tmp_path / "nope.csv")
     with pytest.raises(DataError, match=r"data\.json: unknown file type '\.json'"):
         load_bars(write(tmp_path / "data.json", "{}"))
-    with pytest.raises(DataError, match=r"junk\.parquet: not a readable Parquet file"):
+    with pytest.raises(DataError, match=r"junk\.parquet: not a Parquet file \(it does not start with PAR1"):
         load_bars(write(tmp_path / "junk.parquet", "not parquet"))
     with pytest.raises(DataError, match=r"what\.csv: cannot tell bars, trades or books"):
         ReplayFeed(write(tmp_path / "what.csv", "a,b\n1,2\n"))
