@@ -30,6 +30,7 @@ from orchestrator.control import CommandResult, DaemonControl
 from orchestrator.errors import OrchestratorError
 from orchestrator.hotswap.control_client import SOCKET_NAME
 from orchestrator.hotswap.manager import ModuleManager
+from orchestrator.strict_json import MAX_DEPTH, decode_strict_json
 from orchestrator.validation import format_validation_error
 
 log = structlog.get_logger("orchestrator.control")
@@ -171,9 +172,17 @@ class ControlSocketServer:
         except ValueError:  # longer than the reader's limit
             return CommandResult(False, f"request longer than {MAX_REQUEST_BYTES} bytes")
         try:
-            request = ControlRequest.model_validate(json.loads(line))
-        except json.JSONDecodeError as exc:
+            raw, problems = decode_strict_json(line)
+        except UnicodeDecodeError as exc:
+            return CommandResult(False, f"request is not JSON (not UTF-8): {exc}")
+        except RecursionError:
+            return CommandResult(False, f"request is not acceptable JSON: nested more than {MAX_DEPTH} levels deep")
+        except ValueError as exc:
             return CommandResult(False, f"request is not JSON: {exc}")
+        if problems:
+            return CommandResult(False, "request is not acceptable JSON: " + "; ".join(problems))
+        try:
+            request = ControlRequest.model_validate(raw)
         except ValidationError as exc:
             return CommandResult(False, "bad request: " + "; ".join(format_validation_error(exc)))
         # Reads are polled by dashboards: keep them out of the info log.

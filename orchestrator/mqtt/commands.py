@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from orchestrator.control import CommandResult, DaemonControl, is_text
 from orchestrator.mqtt import payloads
 from orchestrator.mqtt.topics import Topics
+from orchestrator.strict_json import MAX_DEPTH, RepeatedKeys, decode_strict_json
 
 log = structlog.get_logger("orchestrator.mqtt")
 
@@ -38,7 +37,6 @@ _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 MAX_ID_LENGTH = 128
-MAX_DEPTH = 32  # levels of nested objects and arrays in a body: far beyond any parameter value
 INTERRUPTED = "cut off before it finished (a stop or a lost connection): its outcome is unknown, check the status"
 
 
@@ -119,72 +117,6 @@ class CommandReply:
         )
 
 
-class _RepeatedKeys(dict[str, Any]):
-    """A JSON object whose text named some key more than once."""
-
-    repeated: tuple[str, ...] = ()
-
-
-def _decode(payload: bytes) -> tuple[Any, list[str]]:
-    """The JSON value of ``payload``, and why it is not strict JSON (empty if
-    it is). Raises ``UnicodeDecodeError``, ``ValueError`` (not JSON) or
-    ``RecursionError`` (nested beyond the parser's stack) when there is no
-    value at all."""
-    problems: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        repeated: list[str] = []
-        for key, value in items:
-            if key in obj and key not in repeated:
-                repeated.append(key)
-            obj[key] = value
-        if not repeated:
-            return obj
-        problems.extend(f"key {key!r} appears more than once" for key in repeated)
-        marked = _RepeatedKeys(obj)
-        marked.repeated = tuple(repeated)
-        return marked
-
-    def constant(name: str) -> None:
-        problems.append(f"{name} is not a JSON number")
-
-    def number(text: str) -> float | None:
-        value = float(text)
-        if math.isfinite(value):
-            return value
-        problems.append(f"number {text[:24]}{'…' if len(text) > 24 else ''} is beyond a float's range")
-        return None
-
-    raw = json.loads(payload.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant, parse_float=number)
-    problems.extend(_shape_problems(raw))
-    return raw, problems
-
-
-def _shape_problems(raw: Any) -> list[str]:
-    """Nesting beyond ``MAX_DEPTH`` and strings that are no Unicode text (a
-    ``\\ud800`` escape decodes to a lone surrogate, which no UTF-8 writer,
-    log, journal or broker accepts). Iterative: the value may be deep."""
-    problems: list[str] = []
-    stack: list[tuple[Any, int]] = [(raw, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if not is_text(item) and not problems:
-                problems.append(f"string {_surrogate(item)} is no Unicode text (a lone surrogate)")
-        elif isinstance(item, dict | list):
-            if depth >= MAX_DEPTH:
-                return [f"nested more than {MAX_DEPTH} levels deep"]
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return problems
-
-
-def _surrogate(text: str) -> str:
-    code = next(ord(c) for c in text if 0xD800 <= ord(c) <= 0xDFFF)
-    return f"\\u{code:04x}"
-
-
 def _problems(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
@@ -257,7 +189,7 @@ class CommandHandler:
         if len(payload) > self.max_payload_bytes:
             return refuse(f"body of {len(payload)} bytes exceeds the limit of {self.max_payload_bytes}")
         try:
-            raw, problems = _decode(payload)
+            raw, problems = decode_strict_json(payload)
         except UnicodeDecodeError as exc:
             return refuse(f"body is not JSON (not UTF-8): {exc}")
         except RecursionError:
@@ -289,7 +221,7 @@ class CommandHandler:
         echo_id: str | None = None
         if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_LENGTH and is_text(raw_id):
             # Not when the body named two ids: which one it meant is unknown.
-            echo_id = None if isinstance(raw, _RepeatedKeys) and "id" in raw.repeated else raw_id
+            echo_id = None if isinstance(raw, RepeatedKeys) and "id" in raw.repeated else raw_id
         reply_to = raw.get("reply_to")
         if isinstance(reply_to, str) and self.topics.reply_problem(reply_to) is None:
             return echo_id, reply_to

@@ -93,6 +93,13 @@ async def test_commands_reach_the_daemon(daemon, workspace):
         pytest.param(b'{"command": "disable"}\n', "needs a module name", id="no-module"),
         pytest.param(b'{"command": "set_param", "module": "counter"}\n', "needs a parameter name", id="no-key"),
         pytest.param(b'{"command": "reload", "module": "os"}\n', "unknown module 'os'", id="not-configured"),
+        pytest.param(b'{"command": "status", "reason": "caf\xe9"}\n', "not JSON (not UTF-8)", id="not-utf8"),
+        pytest.param(
+            b'{"command": "set_param", "module": "counter", "key": "k", "value": ' + b"[" * 5000 + b"]" * 5000 + b"}\n",
+            "nested more than 32 levels deep",
+            id="deep-nesting",
+        ),
+        pytest.param(b'{"command": "pause", "command": "halt"}\n', "'command' appears more than once", id="repeated"),
     ],
 )
 async def test_bad_requests_get_a_clear_answer(daemon, payload, error):
